@@ -1,0 +1,25 @@
+# Every target sets up what it needs: a .venv at the project root with the pinned stack.
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on the zero-setup dataset.
+run: $(STAMP)
+	$(VENV)/bin/edgecnn train --framework torch --dataset digits --out runs/torch-digits --force
+
+# The test suite. MNIST tests read $$EDGECNN_DATA_DIR (default ../shared/data).
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/train.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,59 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The installed console script, beside the interpreter that runs the tests.
+EDGECNN = Path(sys.executable).parent / "edgecnn"
+
+os.environ["EDGECNN_OFFLINE"] = "1"  # nothing downloads at test time
+os.environ.setdefault("EDGECNN_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+
+
+def data_dir() -> Path:
+    return Path(os.environ["EDGECNN_DATA_DIR"]).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = data_dir()
+    if not (d / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file():
+        if os.environ.get("EDGECNN_REQUIRE_DATA") == "1":
+            pytest.fail(f"MNIST is required but not in {d}")
+        pytest.skip(f"MNIST not in {d} (set EDGECNN_DATA_DIR)")
+    return d
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
+
+    @property
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return f"exit {self.code}\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+
+
+def edgecnn(*args, cwd=None, env=None, timeout=900) -> Result:
+    """Run the installed CLI as a user would, in a child process."""
+    e = dict(os.environ, **(env or {}))
+    proc = subprocess.run([str(EDGECNN), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=e, timeout=timeout)
+    return Result(proc)
+
+
+def assert_bad_input(r: Result, *fragments: str) -> None:
+    """Exit 2 and exactly one line on stderr that names the problem; no traceback."""
+    assert r.code == 2, r
+    lines = [line for line in r.err.splitlines() if line.strip()]
+    assert len(lines) == 1, r
+    assert lines[0].startswith("edgecnn: error:"), r
+    assert "Traceback" not in r.err
+    for f in fragments:
+        assert f.lower() in lines[0].lower(), (f, r)

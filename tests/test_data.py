@@ -1,0 +1,218 @@
+"""Datasets: the real files, each source format, and every way a file can be wrong."""
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecnn.toolchain import data, idx
+from edgecnn.toolchain.errors import BadInput
+
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_digits_is_the_offline_default():
+    d = data.load("digits")
+    assert d.x_train.dtype == np.uint8 and d.x_train.shape[1:] == (8, 8, 1)
+    assert len(d.x_train) + len(d.x_test) == 1797
+    assert d.classes == [str(i) for i in range(10)]
+    assert d.x_train.max() == 255
+    # the split is fixed: loading twice gives the same test images
+    again = data.load("digits")
+    assert np.array_equal(d.x_test, again.x_test) and np.array_equal(d.y_test, again.y_test)
+    # stratified: every class is in the test split in proportion
+    assert np.bincount(d.y_test).min() >= 30
+
+
+def test_mnist_from_shared_data(shared_data):
+    d = data.load("mnist", shared_data)
+    assert d.x_train.shape == (60000, 28, 28, 1) and d.x_test.shape == (10000, 28, 28, 1)
+    assert np.bincount(d.y_test).tolist() == MNIST_TEST_COUNTS
+    assert d.x_train.mean() == pytest.approx(33.318, abs=1e-3)
+
+
+def test_fashion_mnist_from_env(shared_data, monkeypatch):
+    monkeypatch.setenv("EDGECNN_DATA_DIR", str(shared_data))
+    d = data.load("fashion-mnist")
+    assert d.x_train.shape == (60000, 28, 28, 1)
+    assert d.classes[0] == "T-shirt/top" and d.classes[9] == "Ankle boot"
+    assert np.bincount(d.y_test).tolist() == [1000] * 10
+
+
+def test_data_dir_is_searched_before_env(shared_data, tmp_path, monkeypatch):
+    broken = tmp_path / "mnist"
+    broken.mkdir()
+    for f in idx.FILES:
+        (broken / f).write_bytes(b"not the real file")
+    monkeypatch.setenv("EDGECNN_DATA_DIR", str(shared_data))
+    with pytest.raises(BadInput, match="checksum mismatch"):
+        data.load("mnist", tmp_path)
+
+
+def test_not_found_names_every_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECNN_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(BadInput) as e:
+        data.load("mnist", tmp_path / "given")
+    msg = str(e.value)
+    for place in ("given", "env", "cache/edgecnn/datasets"):
+        assert place in msg
+
+
+def test_download_verifies_checksums(shared_data, tmp_path):
+    """The real download code, pointed at a local file:// mirror."""
+    target = tmp_path / "cache" / "mnist"
+    idx.fetch(idx.SOURCES["mnist"], (shared_data / "mnist").as_uri() + "/", target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(idx.FILES)
+    idx.verify(target, idx.SOURCES["mnist"])
+
+    # a mirror serving a corrupt file: refused, and nothing kept under the final name
+    bad_mirror = tmp_path / "bad"
+    shutil.copytree(shared_data / "mnist", bad_mirror)
+    raw = (bad_mirror / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (bad_mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(raw[:-10])
+    target2 = tmp_path / "cache2" / "mnist"
+    with pytest.raises(BadInput, match="checksum mismatch"):
+        idx.fetch(idx.SOURCES["mnist"], bad_mirror.as_uri() + "/", target2)
+    assert not (target2 / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in target2.iterdir() if p.name.endswith(".part")]
+
+
+def _write_idx(path, array, magic_type=0x08, ndim=None, gz=True):
+    ndim = array.ndim if ndim is None else ndim
+    header = bytes([0, 0, magic_type, ndim]) + b"".join(
+        int(s).to_bytes(4, "big") for s in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+
+
+def _idx_dataset(folder, n_train=40, n_test=20, size=10, classes=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, size, size)))
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % classes)
+    return folder
+
+
+def test_idx_folder_source(tmp_path):
+    d = data.load(f"idx:{_idx_dataset(tmp_path / 'set')}")
+    assert d.x_train.shape == (40, 10, 10, 1) and d.classes == ["0", "1", "2"]
+
+
+def test_idx_wrong_magic(tmp_path):
+    folder = _idx_dataset(tmp_path / "set")
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((20, 10, 10)), magic_type=0x0D)
+    with pytest.raises(BadInput, match="not unsigned bytes"):
+        data.load(f"idx:{folder}")
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x12\x34\x56\x78" + bytes(64)))
+    with pytest.raises(BadInput, match="bad magic number"):
+        data.load(f"idx:{folder}")
+
+
+def test_idx_truncated_and_corrupt_gzip(tmp_path):
+    folder = _idx_dataset(tmp_path / "set")
+    f = folder / "train-images-idx3-ubyte.gz"
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BadInput, match="gzip"):
+        data.load(f"idx:{folder}")
+    f.write_bytes(b"\x1f\x8b" + bytes(100))
+    with pytest.raises(BadInput, match="gzip"):
+        data.load(f"idx:{folder}")
+    # a well-formed gzip whose IDX payload is shorter than its header says
+    _write_idx(f, np.zeros((40, 10, 10)))
+    f.write_bytes(gzip.compress(gzip.decompress(f.read_bytes())[:-7]))
+    with pytest.raises(BadInput, match="has 4009 bytes"):
+        data.load(f"idx:{folder}")
+
+
+def test_idx_labels_out_of_range(tmp_path):
+    folder = _idx_dataset(tmp_path / "set")
+    labels = np.arange(20) % 3
+    labels[5] = 200
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    # no class names in an idx: folder, so 0..199 are classes; the train split has only 3
+    d = data.load(f"idx:{folder}")
+    assert d.num_classes == 201
+    # MNIST has ten named classes: a label of 10 is out of range
+    with pytest.raises(BadInput, match="out of range"):
+        data._finish("mnist", d.x_train, d.y_train, d.x_test, d.y_test, [str(i) for i in range(10)])
+
+
+def test_npz_source(tmp_path):
+    rng = np.random.default_rng(1)
+    p = tmp_path / "set.npz"
+    np.savez(p, x_train=rng.random((30, 12, 12, 3)), y_train=np.arange(30) % 2,
+             x_test=rng.random((10, 12, 12, 3)), y_test=np.arange(10) % 2,
+             classes=np.array(["cat", "dog"]))
+    d = data.load(f"npz:{p}")
+    assert d.x_train.shape == (30, 12, 12, 3) and d.x_train.dtype == np.uint8
+    assert d.classes == ["cat", "dog"]
+    np.savez(p, x_train=np.zeros((4, 8, 8)), y_train=[0, 1, 0, 5], x_test=np.zeros((2, 8, 8)),
+             y_test=[0, 1], classes=np.array(["a", "b"]))
+    with pytest.raises(BadInput, match="label 5 is out of range"):
+        data.load(f"npz:{p}")
+    np.savez(p, x_train=np.zeros((4, 8, 8)))
+    with pytest.raises(BadInput, match="lacks y_train"):
+        data.load(f"npz:{p}")
+    p.write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(BadInput, match="not a readable .npz"):
+        data.load(f"npz:{p}")
+
+
+def _csv_rows(n=40, side=4, classes=2):
+    rng = np.random.default_rng(2)
+    return [[i % classes, *rng.integers(0, 256, side * side)] for i in range(n)]
+
+
+def test_csv_source_is_split_stratified_and_seeded(tmp_path):
+    p = tmp_path / "set.csv"
+    p.write_text("label," + ",".join(f"p{i}" for i in range(16)) + "\n"
+                 + "\n".join(",".join(map(str, r)) for r in _csv_rows()) + "\n")
+    d = data.load(f"csv:{p}")
+    assert d.x_train.shape == (32, 4, 4, 1) and len(d.x_test) == 8
+    assert np.bincount(d.y_test).tolist() == [4, 4]
+    assert np.array_equal(d.x_test, data.load(f"csv:{p}").x_test)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda rows: rows[:3] + [rows[3][:-2]] + rows[4:], "line 4 has 15 columns"),
+    (lambda rows: rows[:5] + [[rows[5][0], "abc", *rows[5][2:]]] + rows[6:], "line 6 has a non-numeric"),
+    (lambda rows: rows[:2] + [[-1, *rows[2][1:]]] + rows[3:], "out of range"),
+    (lambda rows: rows[:2] + [[0, 300, *rows[2][2:]]] + rows[3:], "0..255"),
+])
+def test_csv_bad_rows(tmp_path, mutate, message):
+    p = tmp_path / "bad.csv"
+    p.write_text("\n".join(",".join(map(str, r)) for r in mutate(_csv_rows())) + "\n")
+    with pytest.raises(BadInput, match=message):
+        data.load(f"csv:{p}")
+
+
+def test_folder_source(tmp_path):
+    rng = np.random.default_rng(3)
+    for cls in ("circle", "square"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png")
+    d = data.load(f"folder:{tmp_path / 'imgs'}")
+    assert d.classes == ["circle", "square"] and d.x_train.shape == (16, 16, 16, 1)
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / "square" / "x.png")
+    with pytest.raises(BadInput, match="all images must be one size"):
+        data.load(f"folder:{tmp_path / 'imgs'}")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(BadInput, match="no class sub-folders"):
+        data.load(f"folder:{tmp_path / 'empty'}")
+
+
+def test_unknown_dataset():
+    with pytest.raises(BadInput, match="unknown dataset 'cifar'"):
+        data.load("cifar")

@@ -1,0 +1,249 @@
+"""Datasets by name: uint8 images (N, H, W, C), integer labels, class names, and a
+fixed train/test split.
+
+Names: `digits` (scikit-learn's bundled set, the offline default), `mnist` and
+`fashion-mnist` (IDX files, see idx.py), `idx:DIR` (any folder of MNIST-format IDX
+files), `npz:PATH`, `csv:PATH` and `folder:PATH`.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import idx
+from .errors import BadInput
+
+# Sets that ship without a split are split once with this seed, so that every run and
+# every artifact of a dataset sees the same test images whatever its training seed.
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+NAMED = ("digits", "mnist", "fashion-mnist")
+PREFIXED = ("idx", "npz", "csv", "folder")
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray  # uint8 (N, H, W, C)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def describe_names() -> str:
+    return ", ".join(NAMED) + ", " + ", ".join(f"{p}:PATH" for p in PREFIXED)
+
+
+def load(name: str, data_dir=None) -> Dataset:
+    """Resolve a dataset name to arrays; every failure is a one-line BadInput."""
+    if name == "digits":
+        return _digits()
+    if name in idx.SOURCES:
+        folder = idx.locate(name, data_dir)
+        return _from_idx(name, folder, list(idx.SOURCES[name].classes))
+    kind, sep, path = name.partition(":")
+    if not sep or kind not in PREFIXED:
+        raise BadInput(f"unknown dataset {name!r}; choose one of {describe_names()}")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise BadInput(f"dataset {name!r}: {p} does not exist")
+    loader = {"idx": _idx_folder, "npz": _npz, "csv": _csv, "folder": _folder}[kind]
+    return loader(name, p)
+
+
+def canonical_name(name: str) -> str:
+    """The name to record in a run: prefixed paths made absolute."""
+    kind, sep, path = name.partition(":")
+    if sep and kind in PREFIXED:
+        return f"{kind}:{Path(path).expanduser().resolve()}"
+    return name
+
+
+def _finish(name, x_train, y_train, x_test, y_test, classes=None) -> Dataset:
+    """Check and normalise what a loader read: NHWC uint8 images, labels in range."""
+    xs = []
+    for split, x in (("train", x_train), ("test", x_test)):
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4 or x.shape[-1] not in (1, 3):
+            raise BadInput(f"dataset {name!r}: {split} images have shape {x.shape}; "
+                           f"expected (N, H, W) or (N, H, W, 1|3)")
+        if len(x) == 0:
+            raise BadInput(f"dataset {name!r}: the {split} split is empty")
+        xs.append(_to_uint8(name, split, x))
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise BadInput(f"dataset {name!r}: train images are {xs[0].shape[1:]} "
+                       f"but test images are {xs[1].shape[1:]}")
+    ys = []
+    for split, y, n in (("train", y_train, len(xs[0])), ("test", y_test, len(xs[1]))):
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != n:
+            raise BadInput(f"dataset {name!r}: {n} {split} images but labels of shape {y.shape}")
+        ys.append(_int_labels(name, split, y))
+    if classes is None:
+        classes = [str(c) for c in range(int(max(ys[0].max(), ys[1].max())) + 1)]
+    for split, y in zip(("train", "test"), ys):
+        bad = (y < 0) | (y >= len(classes))
+        if bad.any():
+            raise BadInput(f"dataset {name!r}: {split} label {int(y[bad][0])} is out of range "
+                           f"0..{len(classes) - 1}")
+    if len(classes) < 2:
+        raise BadInput(f"dataset {name!r}: needs at least 2 classes, found {len(classes)}")
+    return Dataset(name, xs[0], ys[0], xs[1], ys[1], list(classes))
+
+
+def _int_labels(name, split, y) -> np.ndarray:
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.isfinite(y)) \
+                or not np.all(y == np.round(y)):
+            raise BadInput(f"dataset {name!r}: {split} labels are not integers")
+    if len(y) and y.min() < 0:
+        raise BadInput(f"dataset {name!r}: {split} label {int(y.min())} is out of range (negative)")
+    return y.astype(np.int64)
+
+
+def _to_uint8(name, split, x):
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+            raise BadInput(f"dataset {name!r}: float {split} images must lie in [0, 1]")
+        return np.round(x * 255).astype(np.uint8)
+    if np.issubdtype(x.dtype, np.integer):
+        if x.min() < 0 or x.max() > 255:
+            raise BadInput(f"dataset {name!r}: {split} pixels must lie in 0..255, "
+                           f"found {x.min()}..{x.max()}")
+        return x.astype(np.uint8)
+    raise BadInput(f"dataset {name!r}: {split} images have dtype {x.dtype}, not numbers")
+
+
+def _split(name, x, y, classes=None) -> Dataset:
+    from sklearn.model_selection import train_test_split
+    y = _int_labels(name, "all", y)
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
+    except ValueError as e:  # e.g. a class with a single image cannot be stratified
+        raise BadInput(f"dataset {name!r}: cannot split into train and test ({e})") from None
+    return _finish(name, x_tr, y_tr, x_te, y_te, classes)
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    # pixels are 0..16; stretch them to the uint8 range every other source uses
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)
+    return _split("digits", x, d.target, [str(c) for c in d.target_names])
+
+
+def _from_idx(name, folder: Path, classes=None) -> Dataset:
+    x_tr, y_tr = idx.read_split(folder, "train")
+    x_te, y_te = idx.read_split(folder, "t10k")
+    return _finish(name, x_tr, y_tr, x_te, y_te, classes)
+
+
+def _idx_folder(name, path: Path) -> Dataset:
+    if not path.is_dir():
+        raise BadInput(f"dataset {name!r}: {path} is not a folder")
+    return _from_idx(name, path)
+
+
+def _npz(name, path: Path) -> Dataset:
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            if missing:
+                raise BadInput(f"dataset {name!r}: {path} lacks {', '.join(missing)}")
+            arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+            classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
+    except BadInput:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise BadInput(f"dataset {name!r}: {path} is not a readable .npz ({e})") from None
+    return _finish(name, *arrays, classes)
+
+
+def _csv(name, path: Path) -> Dataset:
+    """One image a row: the label, then the pixels of a square grayscale image (0..255).
+    A first row that is not numeric is taken as a header."""
+    labels, rows, width = [], [], None
+    try:
+        with open(path, newline="") as f:
+            for lineno, row in enumerate(csv.reader(f), 1):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                try:
+                    values = [float(c) for c in row]
+                except ValueError:
+                    if lineno == 1:
+                        continue  # header
+                    raise BadInput(f"dataset {name!r}: {path} line {lineno} has a "
+                                   f"non-numeric value") from None
+                if width is None:
+                    width = len(values)
+                elif len(values) != width:
+                    raise BadInput(f"dataset {name!r}: {path} line {lineno} has {len(values)} "
+                                   f"columns, the first row has {width}")
+                labels.append(values[0])
+                rows.append(values[1:])
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"dataset {name!r}: cannot read {path} ({e})") from None
+    if not rows:
+        raise BadInput(f"dataset {name!r}: {path} has no data rows")
+    pixels = np.asarray(rows, dtype=np.float64)
+    side = int(round(np.sqrt(pixels.shape[1])))
+    if side * side != pixels.shape[1] or side == 0:
+        raise BadInput(f"dataset {name!r}: {pixels.shape[1]} pixels a row is not a square image")
+    if not np.all(np.isfinite(pixels)) or pixels.min() < 0 or pixels.max() > 255 \
+            or not np.all(pixels == np.round(pixels)):
+        raise BadInput(f"dataset {name!r}: pixels must be integers in 0..255")
+    x = pixels.astype(np.uint8).reshape(-1, side, side)
+    return _split(name, x, np.asarray(labels))
+
+
+def _folder(name, path: Path) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+    if not path.is_dir():
+        raise BadInput(f"dataset {name!r}: {path} is not a folder")
+    class_dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    images, labels, classes = [], [], []
+    for d in class_dirs:
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            continue
+        classes.append(d.name)
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im.load()
+                    images.append((f, im.mode, im.copy()))
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                raise BadInput(f"dataset {name!r}: cannot read image {f} ({e})") from None
+            labels.append(len(classes) - 1)
+    if not images:
+        raise BadInput(f"dataset {name!r}: {path} has no class sub-folders with PNG/JPEG images")
+    gray = all(mode in ("L", "1", "I;16", "I", "LA") for _, mode, _ in images)
+    size = images[0][2].size
+    arrays = []
+    for f, _, im in images:
+        if im.size != size:
+            raise BadInput(f"dataset {name!r}: {f} is {im.size[0]}x{im.size[1]} but "
+                           f"{images[0][0]} is {size[0]}x{size[1]}; all images must be one size")
+        arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))
+    return _split(name, np.stack(arrays), np.asarray(labels), classes)

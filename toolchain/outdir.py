@@ -1,0 +1,53 @@
+"""Output folders that appear whole or not at all.
+
+Everything is written into a hidden temporary folder beside the destination, which is
+renamed into place only when complete. With --force an existing folder is replaced by a
+rename too, so a crash at any moment leaves either the old folder or the new one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import BadInput
+
+
+def check_free(final: Path, force: bool, what: str = "output folder") -> None:
+    if final.exists() or final.is_symlink():
+        if not final.is_dir():
+            raise BadInput(f"{what} {final} exists and is not a folder")
+        if not force:
+            raise BadInput(f"{what} {final} already exists; pass --force to replace it")
+
+
+@contextmanager
+def staged(final: Path, force: bool, what: str = "output folder"):
+    """Yield a temporary folder; on a clean exit it becomes `final`."""
+    final = Path(final)
+    check_free(final, force, what)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    except OSError as e:
+        raise BadInput(f"cannot create {what} {final} ({e.strerror})") from None
+    try:
+        yield tmp
+        check_free(final, force, what)  # another process may have made it meanwhile
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            os.replace(final, old / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
