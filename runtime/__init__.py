@@ -1,0 +1,21 @@
+"""edgecnn.runtime: the on-device harness. One runner per runtime, found by format."""
+from __future__ import annotations
+
+import importlib
+
+from .runner import ArtifactError, Runner, RuntimeMissing, TensorSpec
+
+# format -> (module, class); a new runtime is one file and one line here
+RUNNERS = {
+    "tflite": ("litert", "LiteRTRunner"),
+    "ptl": ("torchlite", "TorchLiteRunner"),
+    "onnx": ("onnxrt", "OnnxRuntimeRunner"),
+}
+
+
+def runner_for(fmt: str, path, threads: int = 1) -> Runner:
+    module, cls = RUNNERS[fmt]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(path, threads)
+
+
+__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "runner_for"]

@@ -80,6 +80,51 @@ def train(framework, dataset, data_dir, epochs, batch_size, lr, shift, seed, thr
         click.echo(f"run folder: {out}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--formats", default="tflite,ptl,onnx", show_default=True,
+              help="Comma-separated: tflite, ptl, onnx.")
+@click.option("--int8", "int8", is_flag=True, help="Also write post-training int8 artifacts.")
+@click.option("--precisions", default=None,
+              help="Comma-separated: fp32, int8, dynamic (TFLite only) [default: fp32, plus int8 with --int8].")
+@click.option("--calib-samples", type=int, default=500, show_default=True,
+              help="Training images used to calibrate int8 (the same for every format).")
+@click.option("--engine", type=click.Choice(["qnnpack", "x86"]), default="qnnpack", show_default=True,
+              help="torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Where to find the run's dataset if not where training found it.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Artifact folder [default: artifacts/RUN_NAME].")
+@click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
+def export(run_dir, formats, int8, precisions, calib_samples, engine, data_dir, out, force, as_json):
+    """Export a trained run to edge artifacts, with a manifest."""
+    from . import export as exporting
+    fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
+    precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision") if precisions else ["fp32"]
+    if int8 and "int8" not in precs:
+        precs.append("int8")
+    out = Path(out) if out else Path("artifacts") / Path(run_dir).resolve().name
+    manifest, code = exporting.export(run_dir, fmts, precs, out, force=force,
+                                      calib_samples=calib_samples, engine=engine, data_dir=data_dir)
+    if as_json:
+        click.echo(json.dumps(manifest))
+    else:
+        click.echo(exporting.table(manifest))
+        click.echo(f"artifacts: {out}")
+    return code
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def inspect(artifact, as_json):
+    """Show what is in an artifact: format, precision, tensors, operators."""
+    from .inspect import describe, render
+    info = describe(Path(artifact))
+    click.echo(json.dumps(info) if as_json else render(info))
+
+
 def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 

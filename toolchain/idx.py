@@ -8,7 +8,6 @@ dataset package (torchvision has no CPU wheel here).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput
+from .outdir import file_digests
 
 FILES = (
     "train-images-idx3-ubyte.gz",
@@ -152,12 +152,7 @@ def verify(folder: Path, source: IdxSource) -> None:
 
 
 def _digests(path: Path) -> tuple[str, str]:
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            md5.update(chunk)
-            sha.update(chunk)
-    return md5.hexdigest(), sha.hexdigest()
+    return file_digests(path, "md5", "sha256")
 
 
 def locate(name: str, data_dir=None, download: bool | None = None) -> Path:

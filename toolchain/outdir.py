@@ -51,3 +51,14 @@ def staged(final: Path, force: bool, what: str = "output folder"):
 
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def file_digests(path: Path, *algorithms: str) -> tuple[str, ...]:
+    """Hex digests of a file, read once in 1 MiB chunks."""
+    import hashlib
+    hashes = [hashlib.new(a) for a in algorithms]
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            for h in hashes:
+                h.update(chunk)
+    return tuple(h.hexdigest() for h in hashes)

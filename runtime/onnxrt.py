@@ -1,0 +1,48 @@
+"""ONNX Runtime, CPU execution provider."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from .runner import Runner, RuntimeMissing, TensorSpec
+
+_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
+
+
+class OnnxRuntimeRunner(Runner):
+    format = "onnx"
+    runtime = "ONNX Runtime"
+
+    def _load_impl(self):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeMissing(self.runtime, "pip install onnxruntime") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self._in = self.session.get_inputs()[0]
+        self._out = self.session.get_outputs()[0]
+
+    @staticmethod
+    def _spec(arg, layout):
+        shape = [d if isinstance(d, int) else -1 for d in arg.shape]
+        return TensorSpec(arg.name, shape, layout, _DTYPES.get(arg.type, arg.type))
+
+    def _input_spec(self):
+        return self._spec(self._in, "NCHW")
+
+    def _output_spec(self):
+        return self._spec(self._out, "NC")
+
+    def _infer_impl(self, batch):
+        x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return self.session.run([self._out.name], {self._in.name: x})[0].astype(np.float32, copy=False)
+
+    def _op_counts_impl(self):
+        import onnx
+        model = onnx.load(str(self.path), load_external_data=False)
+        return dict(Counter(n.op_type for n in model.graph.node))

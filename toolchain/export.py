@@ -1,0 +1,203 @@
+"""`edgecnn export`: a run folder in, a folder of artifacts and manifest.json out.
+
+The manifest is the contract between export and validate: the model (spec, source
+framework, dataset, classes, input shape and scaling, training metrics, seed), the
+calibration, the weight bridge's proof, the fp32 reference logits on the test split
+(reference.npz), and one entry per artifact: file, format, precision, status, sha256,
+bytes, converter and library versions, input and output tensors (layout, dtype,
+quantization) and notes.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.converters import FORMATS, bridge, converter
+from edgecnn.runtime import ArtifactError, runner_for
+from edgecnn.runtime.quiet import quiet
+
+from . import __version__, data, outdir
+from .errors import BadInput
+from .runs import Run
+
+MANIFEST_SCHEMA = 1
+ALL_PRECISIONS = ("fp32", "dynamic", "int8")
+BRIDGE_IMAGES = 256
+MIN_CALIB, WARN_CALIB = 10, 100
+
+
+def parse_list(text: str, allowed, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise BadInput(f"unknown {what} {', '.join(map(repr, bad)) or repr(text)}; "
+                       f"choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(items))
+
+
+def plan(formats: list[str], precisions: list[str]) -> list[tuple[str, str]]:
+    """Every (format, precision) pair that the format supports, in a stable order."""
+    pairs = [(f, p) for f in formats for p in ALL_PRECISIONS
+             if p in precisions and p in converter(f).PRECISIONS]
+    for p in precisions:
+        if not any(pp == p for _, pp in pairs):
+            raise BadInput(f"precision {p!r} is not supported by {', '.join(formats)}")
+    return pairs
+
+
+def calibration_images(ds, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if samples < MIN_CALIB:
+        raise BadInput(f"--calib-samples {samples} is too few; int8 calibration needs at least {MIN_CALIB}")
+    if samples < WARN_CALIB:
+        print(f"edgecnn: warning: {samples} calibration images is few; int8 ranges may be poor "
+              f"(500 is the default)", file=sys.stderr)
+    if samples > len(ds.x_train):
+        raise BadInput(f"--calib-samples {samples} is more than the {len(ds.x_train)} training images")
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds.x_train), samples, replace=False))
+    return idx, ds.x_train[idx].astype(np.float32) / 255.0
+
+
+def _io_entry(spec, shape_hwc, layout) -> dict:
+    h, w, c = shape_hwc
+    d = spec.to_json()
+    d["shape"] = [-1, h, w, c] if layout == "NHWC" else [-1, c, h, w]
+    d["layout"] = layout
+    return d
+
+
+def export(run_dir, formats, precisions, out, force=False, calib_samples=500, engine="qnnpack",
+           data_dir=None, log=None) -> tuple[dict, int]:
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(out)
+    pairs = plan(formats, precisions)
+    run = Run(run_dir)
+    outdir.check_free(out, force, "artifact folder")
+    seed = int(run.info.get("seed", 0))
+    try:
+        ds = data.load(run.dataset, data_dir or run.info.get("data_dir"))
+    except BadInput as e:
+        raise BadInput(f"the run's dataset is needed for calibration and reference outputs: {e}") from None
+    if ds.input_shape != run.spec.input_shape or ds.classes != run.spec.classes:
+        raise BadInput(f"dataset {run.dataset!r} has input {ds.input_shape} and {ds.num_classes} classes, "
+                       f"but the run was trained on {run.spec.input_shape} and {run.spec.num_classes}")
+    calib_idx, calib = calibration_images(ds, calib_samples, seed) if any(
+        p != "fp32" for _, p in pairs) else (np.array([], int), None)
+    x_test = ds.x_test.astype(np.float32) / 255.0
+
+    # the source model, and its twin through the bridge when a format needs the other one
+    twins, bridge_info = {}, None
+    if run.framework == "torch":
+        twins["torch"] = run.load_torch()
+        reference = bridge.torch_logits(twins["torch"], x_test)
+    else:
+        twins["keras"] = run.load_keras()
+        reference = np.concatenate([bridge.keras_logits(twins["keras"], x_test[i:i + 1000])
+                                    for i in range(0, len(x_test), 1000)])
+    needed = {converter(f).TWIN for f, _ in pairs}
+    from . import models
+    if "keras" in needed and "keras" not in twins:
+        twins["keras"] = models.build_keras(run.spec)
+        bridge.torch_to_keras(twins["torch"], twins["keras"])
+        direction = "torch -> keras"
+    elif "torch" in needed and "torch" not in twins:
+        twins["torch"] = models.build_torch(run.spec).eval()
+        bridge.keras_to_torch(twins["keras"], twins["torch"])
+        direction = "keras -> torch"
+    else:
+        direction = None
+    if direction:
+        try:
+            diff = bridge.prove(twins["torch"], twins["keras"], x_test[:BRIDGE_IMAGES])
+        except bridge.BridgeError as e:
+            raise BadInput(str(e)) from None
+        bridge_info = {"direction": direction, "images": BRIDGE_IMAGES, "max_abs_diff": diff,
+                       "tolerance": bridge.TOLERANCE}
+        log(f"bridge {direction}: max abs logit difference {diff:.2e} on {BRIDGE_IMAGES} test images")
+
+    entries = []
+    failed = 0
+    with outdir.staged(out, force, "artifact folder") as tmp:
+        for fmt, precision in pairs:
+            conv = converter(fmt)
+            name = f"model.{precision}{conv.SUFFIX}"
+            path = tmp / name
+            entry = {"file": name, "format": fmt, "precision": precision}
+            log(f"exporting {fmt} {precision} ...")
+            t = time.perf_counter()
+            try:
+                with warnings.catch_warnings(), quiet():
+                    warnings.simplefilter("ignore")
+                    meta = conv.export(twins[conv.TWIN], precision, calib, path, {"engine": engine})
+                    runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
+                seconds = time.perf_counter() - t
+                sha, = outdir.file_digests(path, "sha256")
+                entry.update(
+                    status="ok", sha256=sha, bytes=path.stat().st_size, seconds=round(seconds, 3),
+                    converter=meta["converter"], versions=meta["versions"],
+                    input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
+                    output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
+                    calibration=None if precision == "fp32" else {
+                        "samples": int(len(calib)), "method": "random training images",
+                        "seed": seed},
+                    notes=meta.get("notes", {}))
+                log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
+            except Exception as e:  # one format failing must not stop the rest
+                failed += 1
+                path.unlink(missing_ok=True)  # a failed int8 never leaves a file behind
+                reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+                entry.update(status="failed", reason=reason, seconds=round(time.perf_counter() - t, 3))
+                log(f"exporting {fmt} {precision}: FAILED ({reason})")
+            entries.append(entry)
+
+        np.savez(tmp / "reference.npz", logits=reference.astype(np.float32), labels=ds.y_test)
+        ref_sha, = outdir.file_digests(tmp / "reference.npz", "sha256")
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "edgecnn": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "arch": run.spec.arch, "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
+                "dataset": run.dataset, "classes": run.spec.classes,
+                "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
+                "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),
+                                           "epochs": run.info.get("epochs")},
+            },
+            "calibration": None if calib is None else {
+                "samples": int(len(calib)), "method": "random training images", "seed": seed,
+                "indices": calib_idx.tolist()},
+            "bridge": bridge_info,
+            "reference": {"file": "reference.npz", "sha256": ref_sha, "samples": int(len(reference)),
+                          "accuracy": float((reference.argmax(1) == ds.y_test).mean())},
+            "artifacts": entries,
+        }
+        outdir.write_json(tmp / "manifest.json", manifest)
+    return manifest, (1 if failed else 0)
+
+
+def table(manifest: dict) -> str:
+    rows = [("format", "precision", "size", "status", "seconds")]
+    for a in manifest["artifacts"]:
+        size = f"{a['bytes'] / 1024:,.0f} KB" if a["status"] == "ok" else "-"
+        status = a["status"] if a["status"] == "ok" else f"failed: {a['reason'][:60]}"
+        rows.append((a["format"], a["precision"], size, status, f"{a['seconds']:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def load_manifest(folder: Path) -> dict:
+    p = Path(folder) / "manifest.json"
+    if not p.is_file():
+        raise BadInput(f"{folder}: no manifest.json")
+    try:
+        m = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"{p} is not valid JSON ({e})") from None
+    if not isinstance(m, dict) or not isinstance(m.get("artifacts"), list):
+        raise BadInput(f"{p} is not an edgecnn manifest")
+    return m
