@@ -57,3 +57,39 @@ def assert_bad_input(r: Result, *fragments: str) -> None:
     assert "Traceback" not in r.err
     for f in fragments:
         assert f.lower() in lines[0].lower(), (f, r)
+
+
+@pytest.fixture(scope="session")
+def mnist_runs(shared_data, tmp_path_factory) -> dict:
+    """One MNIST run per framework with the default recipe (3 epochs), trained once for
+    the whole session through the CLI."""
+    root = tmp_path_factory.mktemp("mnist-runs")
+    runs = {}
+    for fw in ("torch", "tf"):
+        out = root / fw
+        r = edgecnn("train", "--framework", fw, "--dataset", "mnist", "--data-dir", shared_data,
+                    "--epochs", "3", "--out", out, "--json")
+        assert r.code == 0, r
+        runs[fw] = (out, r.json)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def mnist_artifacts(mnist_runs, tmp_path_factory) -> dict:
+    """All six artifacts (3 formats x fp32, int8) from each MNIST run."""
+    root = tmp_path_factory.mktemp("mnist-artifacts")
+    arts = {}
+    for fw, (run, _) in mnist_runs.items():
+        out = root / fw
+        r = edgecnn("export", run, "--int8", "--out", out)
+        assert r.code == 0, r
+        arts[fw] = out
+    return arts
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("digits") / "torch-digits"
+    r = edgecnn("train", "--epochs", "10", "--out", out)
+    assert r.code == 0, r
+    return out

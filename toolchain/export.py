@@ -133,7 +133,9 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
             try:
                 with warnings.catch_warnings(), quiet():
                     warnings.simplefilter("ignore")
-                    meta = conv.export(twins[conv.TWIN], precision, calib, path, {"engine": engine})
+                    # fp32 converters only trace with the images: any real ones will do
+                    images = calib if calib is not None else x_test[:8]
+                    meta = conv.export(twins[conv.TWIN], precision, images, path, {"engine": engine})
                     runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
                 seconds = time.perf_counter() - t
                 sha, = outdir.file_digests(path, "sha256")
