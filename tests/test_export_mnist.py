@@ -86,4 +86,4 @@ def test_manifest_describes_every_artifact(mnist_runs, mnist_artifacts, framewor
         if a["format"] == "ptl":
             assert "optimize_for_mobile" in a["notes"]
             if a["precision"] == "int8":
-                assert a["notes"]["engine"] == "qnnpack"
+                assert a["notes"]["engine"] == "qnnpack" and a["notes"]["per_channel_weights"] is True

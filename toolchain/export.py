@@ -9,7 +9,6 @@ quantization) and notes.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -22,7 +21,7 @@ from edgecnn.converters import FORMATS, bridge, converter
 from edgecnn.runtime import ArtifactError, runner_for
 from edgecnn.runtime.quiet import quiet
 
-from . import __version__, data, outdir
+from . import __version__, data, models, outdir
 from .errors import BadInput
 from .runs import Run
 
@@ -100,7 +99,6 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
         reference = np.concatenate([bridge.keras_logits(twins["keras"], x_test[i:i + 1000])
                                     for i in range(0, len(x_test), 1000)])
     needed = {converter(f).TWIN for f, _ in pairs}
-    from . import models
     if "keras" in needed and "keras" not in twins:
         twins["keras"] = models.build_keras(run.spec)
         bridge.torch_to_keras(twins["torch"], twins["keras"])
@@ -191,15 +189,3 @@ def table(manifest: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
-
-def load_manifest(folder: Path) -> dict:
-    p = Path(folder) / "manifest.json"
-    if not p.is_file():
-        raise BadInput(f"{folder}: no manifest.json")
-    try:
-        m = json.loads(p.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadInput(f"{p} is not valid JSON ({e})") from None
-    if not isinstance(m, dict) or not isinstance(m.get("artifacts"), list):
-        raise BadInput(f"{p} is not an edgecnn manifest")
-    return m

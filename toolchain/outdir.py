@@ -62,3 +62,16 @@ def file_digests(path: Path, *algorithms: str) -> tuple[str, ...]:
             for h in hashes:
                 h.update(chunk)
     return tuple(h.hexdigest() for h in hashes)
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object from a file a user handed us; any failure is a one-line BadInput."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise BadInput(f"{path} is not a JSON object")
+    return d

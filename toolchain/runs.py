@@ -1,10 +1,9 @@
 """Reading a run folder written by `edgecnn train`, and rebuilding its trained model."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from . import models
+from . import models, outdir
 from .errors import BadInput
 
 WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras"}
@@ -29,13 +28,7 @@ class Run:
         p = self.folder / name
         if not p.is_file():
             raise BadInput(f"run folder {self.folder} is incomplete: {name} is missing")
-        try:
-            d = json.loads(p.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BadInput(f"{p} is not valid JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise BadInput(f"{p} is not a JSON object")
-        return d
+        return outdir.read_json_object(p)
 
     @property
     def dataset(self) -> str:
