@@ -29,7 +29,7 @@ EXIT_OK, EXIT_GATE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 @click.version_option(__version__, prog_name="edgecnn")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug):
-    """Train a small CNN, export it to edge formats, and validate every artifact."""
+    """Train a small image-classification CNN and export it to edge formats."""
 
 
 def _default_run_dir(framework: str, dataset: str) -> Path:
