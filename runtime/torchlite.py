@@ -21,7 +21,6 @@ class TorchLiteRunner(Runner):
         self.torch = torch
         torch.set_num_threads(self.threads)
         self.module = _load_for_lite_interpreter(str(self.path))
-        self._probe = None
 
     def _shape(self):
         # a lite module does not declare its input; the manifest does. Report it dynamic.

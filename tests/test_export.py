@@ -3,7 +3,6 @@ failure, and every kind of bad input."""
 import json
 
 import numpy as np
-import pytest
 
 from conftest import assert_bad_input, edgecnn
 

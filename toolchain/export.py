@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.converters import FORMATS, bridge, converter
-from edgecnn.runtime import ArtifactError, runner_for
+from edgecnn.converters import FORMATS, bridge, converter  # noqa: F401 (FORMATS: for the CLI)
+from edgecnn.runtime import runner_for
 from edgecnn.runtime.quiet import quiet
 
 from . import __version__, data, models, outdir
