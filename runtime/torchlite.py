@@ -22,12 +22,9 @@ class TorchLiteRunner(Runner):
         torch.set_num_threads(self.threads)
         self.module = _load_for_lite_interpreter(str(self.path))
 
-    def _shape(self):
-        # a lite module does not declare its input; the manifest does. Report it dynamic.
-        return [-1, -1, -1, -1]
-
     def _input_spec(self):
-        return TensorSpec("input", self._shape(), "NCHW", "float32")
+        # a lite module does not declare its input shape (the manifest does): all dynamic
+        return TensorSpec("input", [-1, -1, -1, -1], "NCHW", "float32")
 
     def _output_spec(self):
         return TensorSpec("output", [-1, -1], "NC", "float32")

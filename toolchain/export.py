@@ -87,6 +87,8 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
                        f"but the run was trained on {run.spec.input_shape} and {run.spec.num_classes}")
     calib_idx, calib = calibration_images(ds, calib_samples, seed) if any(
         p != "fp32" for _, p in pairs) else (np.array([], int), None)
+    calib_info = None if calib is None else {
+        "samples": int(len(calib)), "method": "random training images", "seed": seed}
     x_test = ds.x_test.astype(np.float32) / 255.0
 
     # the source model, and its twin through the bridge when a format needs the other one
@@ -96,8 +98,7 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
         reference = bridge.torch_logits(twins["torch"], x_test)
     else:
         twins["keras"] = run.load_keras()
-        reference = np.concatenate([bridge.keras_logits(twins["keras"], x_test[i:i + 1000])
-                                    for i in range(0, len(x_test), 1000)])
+        reference = bridge.keras_logits(twins["keras"], x_test)
     needed = {converter(f).TWIN for f, _ in pairs}
     if "keras" in needed and "keras" not in twins:
         twins["keras"] = models.build_keras(run.spec)
@@ -142,9 +143,7 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
                     converter=meta["converter"], versions=meta["versions"],
                     input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
                     output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
-                    calibration=None if precision == "fp32" else {
-                        "samples": int(len(calib)), "method": "random training images",
-                        "seed": seed},
+                    calibration=None if precision == "fp32" else calib_info,
                     notes=meta.get("notes", {}))
                 log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
             except Exception as e:  # one format failing must not stop the rest
@@ -168,9 +167,7 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
                 "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),
                                            "epochs": run.info.get("epochs")},
             },
-            "calibration": None if calib is None else {
-                "samples": int(len(calib)), "method": "random training images", "seed": seed,
-                "indices": calib_idx.tolist()},
+            "calibration": None if calib is None else dict(calib_info, indices=calib_idx.tolist()),
             "bridge": bridge_info,
             "reference": {"file": "reference.npz", "sha256": ref_sha, "samples": int(len(reference)),
                           "accuracy": float((reference.argmax(1) == ds.y_test).mean())},
