@@ -13,9 +13,13 @@ RUNNERS = {
 }
 
 
-def runner_for(fmt: str, path, threads: int = 1) -> Runner:
+def runner_class(fmt: str) -> type[Runner]:
     module, cls = RUNNERS[fmt]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(path, threads)
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "runner_for"]
+def runner_for(fmt: str, path, threads: int = 1) -> Runner:
+    return runner_class(fmt)(path, threads)
+
+
+__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "runner_class", "runner_for"]

@@ -10,24 +10,29 @@ from .runner import Runner, RuntimeMissing, TensorSpec, dequantize, quantize
 
 
 def _interpreter_module():
-    try:
-        from ai_edge_litert import interpreter
-        return interpreter
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime import interpreter
-        return interpreter
-    except ImportError:
-        raise RuntimeMissing("LiteRT", "pip install ai-edge-litert") from None
+    """(interpreter module, version): ai_edge_litert first, then tflite_runtime."""
+    for package in ("ai_edge_litert", "tflite_runtime"):
+        try:
+            top = __import__(package)
+            interpreter = __import__(f"{package}.interpreter", fromlist=["Interpreter"])
+        except ImportError:
+            continue
+        return interpreter, f"{package} {getattr(top, '__version__', '?')}"
+    raise RuntimeMissing("LiteRT", "pip install ai-edge-litert (or tflite-runtime on 32-bit ARM)")
 
 
 class LiteRTRunner(Runner):
     format = "tflite"
     runtime = "LiteRT"
 
+    @classmethod
+    def probe(cls):
+        return _interpreter_module()[1]
+
+    def _import_impl(self):
+        self.lib, self.version = _interpreter_module()
+
     def _load_impl(self):
-        self.lib = _interpreter_module()
         self.interp = self.lib.Interpreter(model_path=str(self.path), num_threads=self.threads)
         self.interp.allocate_tensors()
         self._in = self.interp.get_input_details()[0]
@@ -47,25 +52,31 @@ class LiteRTRunner(Runner):
     def _output_spec(self):
         return self._spec(self._out, "NC")
 
-    def _resize(self, n: int):
-        if n != self._batch:
-            self.interp.resize_tensor_input(self._in["index"], [n, *self._in["shape"][1:]])
-            self.interp.allocate_tensors()
-            self._in = self.interp.get_input_details()[0]
-            self._out = self.interp.get_output_details()[0]
-            self._batch = n
+    def _batchable_impl(self):
+        return int(self._in["shape_signature"][0]) == -1
 
-    def _infer_impl(self, batch):
-        self._resize(len(batch))
-        x = batch
-        scale, zp = self._in["quantization"]
+    def _resize(self, n: int):
+        self.interp.resize_tensor_input(self._in["index"], [n, *self._in["shape"][1:]])
+        self.interp.allocate_tensors()
+        self._in = self.interp.get_input_details()[0]
+        self._out = self.interp.get_output_details()[0]
+        self._batch = n
+
+    def _prepare_impl(self, batch):
         if self._in["dtype"] in (np.int8, np.uint8):
-            x = quantize(batch, scale, zp, self._in["dtype"])
+            return quantize(batch, *self._in["quantization"], self._in["dtype"])
+        return batch
+
+    def _run_impl(self, x):
+        if len(x) != self._batch:
+            self._resize(len(x))
         self.interp.set_tensor(self._in["index"], x)
         self.interp.invoke()
-        y = self.interp.get_tensor(self._out["index"])
+        return self.interp.get_tensor(self._out["index"])
+
+    def _finish_impl(self, y):
         if self._out["dtype"] in (np.int8, np.uint8):
-            y = dequantize(y, *self._out["quantization"])
+            return dequantize(y, *self._out["quantization"])
         return y.astype(np.float32, copy=False)
 
     def _op_counts_impl(self):

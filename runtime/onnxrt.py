@@ -10,15 +10,28 @@ from .runner import Runner, RuntimeMissing, TensorSpec
 _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 
 
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeMissing(OnnxRuntimeRunner.runtime, "pip install onnxruntime") from None
+    return onnxruntime
+
+
 class OnnxRuntimeRunner(Runner):
     format = "onnx"
     runtime = "ONNX Runtime"
 
+    @classmethod
+    def probe(cls):
+        return f"onnxruntime {_onnxruntime().__version__}"
+
+    def _import_impl(self):
+        self.ort = _onnxruntime()
+        self.version = f"onnxruntime {self.ort.__version__}"
+
     def _load_impl(self):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise RuntimeMissing(self.runtime, "pip install onnxruntime") from None
+        ort = self.ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -26,6 +39,7 @@ class OnnxRuntimeRunner(Runner):
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
+        self._out_names = [self._out.name]
 
     @staticmethod
     def _spec(arg, layout):
@@ -38,9 +52,14 @@ class OnnxRuntimeRunner(Runner):
     def _output_spec(self):
         return self._spec(self._out, "NC")
 
-    def _infer_impl(self, batch):
-        x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-        return self.session.run([self._out.name], {self._in.name: x})[0].astype(np.float32, copy=False)
+    def _prepare_impl(self, batch):
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+    def _run_impl(self, x):
+        return self.session.run(self._out_names, {self._in.name: x})[0]
+
+    def _finish_impl(self, y):
+        return y.astype(np.float32, copy=False)
 
     def _op_counts_impl(self):
         import onnx

@@ -8,19 +8,30 @@ import numpy as np
 from .runner import Runner, RuntimeMissing, TensorSpec
 
 
+def _torch():
+    try:
+        import torch
+        from torch.jit.mobile import _load_for_lite_interpreter
+    except ImportError:
+        raise RuntimeMissing(TorchLiteRunner.runtime, "pip install torch") from None
+    return torch, _load_for_lite_interpreter
+
+
 class TorchLiteRunner(Runner):
     format = "ptl"
     runtime = "PyTorch lite interpreter"
 
+    @classmethod
+    def probe(cls):
+        return f"torch {_torch()[0].__version__}"
+
+    def _import_impl(self):
+        self.torch, self._load_lite = _torch()
+        self.version = f"torch {self.torch.__version__}"
+
     def _load_impl(self):
-        try:
-            import torch
-            from torch.jit.mobile import _load_for_lite_interpreter
-        except ImportError:
-            raise RuntimeMissing(self.runtime, "pip install torch") from None
-        self.torch = torch
-        torch.set_num_threads(self.threads)
-        self.module = _load_for_lite_interpreter(str(self.path))
+        self.torch.set_num_threads(self.threads)
+        self.module = self._load_lite(str(self.path))
 
     def _input_spec(self):
         # a lite module does not declare its input shape (the manifest does): all dynamic
@@ -29,10 +40,15 @@ class TorchLiteRunner(Runner):
     def _output_spec(self):
         return TensorSpec("output", [-1, -1], "NC", "float32")
 
-    def _infer_impl(self, batch):
-        x = self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+    def _prepare_impl(self, batch):
+        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+
+    def _run_impl(self, x):
         with self.torch.inference_mode():
-            return self.module(x).numpy().astype(np.float32, copy=False)
+            return self.module(x)
+
+    def _finish_impl(self, y):
+        return y.numpy().astype(np.float32, copy=False)
 
     def _op_counts_impl(self):
         # the lite bytecode lists operators without counts; the TorchScript graph that a

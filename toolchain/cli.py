@@ -29,13 +29,17 @@ EXIT_OK, EXIT_GATE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 @click.version_option(__version__, prog_name="edgecnn")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug):
-    """Train a small image-classification CNN and export it to edge formats."""
+    """Train a small image-classification CNN, export it to edge formats and validate
+    every artifact on the runtime a device would use."""
+
+
+def _slug(dataset: str) -> str:
+    kind, sep, path = dataset.partition(":")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{kind}-{Path(path).stem}" if sep else dataset)
 
 
 def _default_run_dir(framework: str, dataset: str) -> Path:
-    kind, sep, path = dataset.partition(":")
-    slug = f"{kind}-{Path(path).stem}" if sep else dataset
-    return Path("runs") / f"{framework}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', slug)}"
+    return Path("runs") / f"{framework}-{_slug(dataset)}"
 
 
 @cli.command()
@@ -123,6 +127,138 @@ def inspect(artifact, as_json):
     from .inspect import describe, render
     info = describe(Path(artifact))
     click.echo(json.dumps(info) if as_json else render(info))
+
+
+def _validation_options(f):
+    """Options shared by validate and pipeline: where to run, what to measure, the gates."""
+    opts = [
+        click.option("--target", default="local", show_default=True,
+                     help="Where to run the artifacts: local (this machine)."),
+        click.option("--threads", type=int, default=1, show_default=True,
+                     help="Runtime threads (1: single-stream edge latency)."),
+        click.option("--max-accuracy-drop", type=float, default=None,
+                     help="Gate: most accuracy points an artifact may lose against the fp32 reference."),
+        click.option("--min-agreement", type=float, default=None,
+                     help="Gate: least top-1 agreement with the fp32 reference, in %."),
+        click.option("--max-latency-ms", type=float, default=None, help="Gate: largest p90 batch-1 latency."),
+        click.option("--max-size-kb", type=float, default=None, help="Gate: largest file size in KiB."),
+        click.option("--config", type=click.Path(), default=None,
+                     help="Gates from this TOML file [default: ./edgecnn.toml when present]; flags override it."),
+        click.option("--bench-runs", type=int, default=200, show_default=True,
+                     help="Least number of timed batch-1 runs per artifact."),
+        click.option("--bench-seconds", type=float, default=1.0, show_default=True,
+                     help="Least number of seconds of timed runs per artifact."),
+        click.option("--junit", type=click.Path(), default=None,
+                     help="Write JUnit XML here: one test case per artifact and gate."),
+        click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate_flags):
+    from . import gates as gating
+    from .targets import parse_target
+    if bench_runs < 1 or bench_seconds < 0:
+        raise BadInput("--bench-runs must be 1 or more and --bench-seconds 0 or more")
+    from_file, source = gating.load_config(Path(config) if config else None)
+    if source:
+        click.echo(f"edgecnn: gates from {source}", err=True)
+    return (parse_target(target, threads), gating.merge(from_file, gate_flags),
+            {"min_runs": bench_runs, "min_seconds": bench_seconds})
+
+
+def _finish_validation(doc, junit, as_json, report_files=None) -> int:
+    from . import outdir, report
+    from .validate import exit_code
+    if junit:
+        outdir.write_text_atomic(Path(junit), report.junit(doc))
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(report.table(doc))
+        for kind, path in (report_files or {}).items():
+            if kind in ("html", "markdown", "junit"):
+                click.echo(f"{kind} report: {path}")
+        click.echo("verdict: " + ("PASS" if doc["passed"] else "FAIL"))
+    code, error = exit_code(doc)
+    if error:
+        click.echo(f"edgecnn: error: {_one_line(error)}", err=True)
+    return code
+
+
+@cli.command()
+@click.argument("art_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--formats", default="tflite,ptl,onnx", show_default=True, help="Comma-separated formats to run.")
+@click.option("--precisions", default="fp32,dynamic,int8", show_default=True,
+              help="Comma-separated precisions to run.")
+@click.option("--dataset", default=None,
+              help="Test split to judge on [default: the dataset in the manifest].")
+@click.option("--data-dir", type=click.Path(), default=None, help="Where to find MNIST-style IDX files.")
+@click.option("--report", "report_dir", type=click.Path(), default=None,
+              help="Write report.md, index.html and results.json into this folder.")
+@_validation_options
+def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, target, threads, config, bench_runs,
+             bench_seconds, junit, as_json, **gate_flags):
+    """Validate artifacts on their runtimes: accuracy, fidelity, latency, gates.
+
+    ART_DIRS are folders written by `edgecnn export` (or single artifacts in one); several
+    folders are validated into one table. Exit status 1 when a gate fails.
+    """
+    from . import export as exporting, report
+    from .validate import validate as run_validation
+    fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
+    precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision")
+    tgt, gates, bench = _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate_flags)
+    doc = run_validation(art_dirs, fmts, precs, target=tgt, gates=gates, dataset=dataset, data_dir=data_dir,
+                         bench=bench)
+    files = report.write(doc, Path(report_dir)) if report_dir else None
+    if junit:
+        files = dict(files or {}, junit=junit)
+    return _finish_validation(doc, junit, as_json, files)
+
+
+@cli.command()
+@click.option("--framework", type=click.Choice(["torch", "tf", "both"]), default="both", show_default=True,
+              help="Train in PyTorch, TensorFlow/Keras, or both side by side.")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
+@click.option("--data-dir", type=click.Path(), default=None, help="Where to find MNIST-style IDX files.")
+@click.option("--epochs", type=int, default=None, help="[default: 30 for digits, 3 otherwise]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--formats", default="tflite,ptl,onnx", show_default=True, help="Comma-separated formats.")
+@click.option("--int8", "int8", is_flag=True, help="Also export and validate post-training int8 artifacts.")
+@click.option("--calib-samples", type=int, default=500, show_default=True)
+@click.option("--out", type=click.Path(), default=None,
+              help="Folder for runs, artifacts and report [default: runs/pipeline-DATASET].")
+@click.option("--force", is_flag=True, help="Replace what an earlier pipeline wrote there.")
+@_validation_options
+def pipeline(framework, dataset, data_dir, epochs, seed, formats, int8, calib_samples, out, force, target, threads,
+             config, bench_runs, bench_seconds, junit, as_json, **gate_flags):
+    """Train, export, validate and report in one go."""
+    from . import export as exporting
+    from .pipeline import pipeline as run_pipeline
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise BadInput(f"data folder {data_dir} does not exist")
+    fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
+    tgt, gates, bench = _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate_flags)
+    frameworks = ["torch", "tf"] if framework == "both" else [framework]
+    out = Path(out) if out else Path("runs") / f"pipeline-{_slug(dataset)}"
+    doc = run_pipeline(frameworks, dataset, out, force=force, data_dir=data_dir, epochs=epochs, seed=seed,
+                       formats=fmts, precisions=["fp32", "int8"] if int8 else ["fp32"],
+                       calib_samples=calib_samples, target=tgt, gates=gates, bench=bench)
+    return _finish_validation(doc, junit, as_json, doc["report"])
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def doctor(as_json):
+    """Which runtimes, converters and targets are usable here, and why not."""
+    from .doctor import check, render
+    info = check()
+    click.echo(json.dumps(info) if as_json else render(info))
+    return EXIT_OK if info["ok"] else EXIT_GATE
 
 
 def _one_line(msg: str) -> str:

@@ -53,6 +53,24 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write one file beside its destination and rename it into place: a reader (or a
+    crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as e:
+        raise BadInput(f"cannot write {path} ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def file_digests(path: Path, *algorithms: str) -> tuple[str, ...]:
     """Hex digests of a file, read once in 1 MiB chunks."""
     import hashlib

@@ -1,0 +1,124 @@
+"""Harness-overhead benchmark: does measuring through edgecnn's runners change the latency?
+
+For each artifact, in one process, it alternates two timers on the same batch-1 image:
+the harness (`edgecnn.runtime.bench`, which calls `Runner.infer` with the canonical float
+NHWC input and so includes the layout change and int8 (de)quantization) and a minimal
+loop that calls the runtime directly on an input already in the artifact's own layout
+and dtype. Rounds alternate and rotate order; the ratio printed is the median over
+rounds of harness p50 / minimal p50 (target: <= 1.05).
+
+It also times `edgecnn.runtime.evaluate` over the whole test split (10,000 MNIST
+images) per artifact (target: <= 2 s for LiteRT and ONNX Runtime), median of --repeat.
+
+Usage: python benchmarks/harness.py ART_DIR [ART_DIR ...] [--rounds 7] [--seconds 0.5]
+ART_DIR is a folder written by `edgecnn export` (e.g. with --int8 on MNIST).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.runtime import runner_for
+from edgecnn.runtime.bench import bench
+from edgecnn.runtime.evaluate import evaluate
+from edgecnn.runtime.runner import quantize
+from edgecnn.toolchain import data
+
+
+def minimal_loop(fmt: str, path: Path, sample_nhwc: np.ndarray, threads: int):
+    """A closure that runs the artifact once with the runtime's own API, nothing else."""
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        x = sample_nhwc
+        if i["dtype"] == np.int8:
+            x = quantize(sample_nhwc, *i["quantization"], np.int8)
+        index, out_index, set_tensor, invoke, get = i["index"], o["index"], it.set_tensor, it.invoke, it.get_tensor
+
+        def once():
+            set_tensor(index, x)
+            invoke()
+            return get(out_index)
+        return once
+    x_nchw = np.ascontiguousarray(sample_nhwc.transpose(0, 3, 1, 2))
+    if fmt == "onnx":
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed, outs = {sess.get_inputs()[0].name: x_nchw}, [sess.get_outputs()[0].name]
+        return lambda: sess.run(outs, feed)
+    import torch
+    from torch.jit.mobile import _load_for_lite_interpreter
+    torch.set_num_threads(threads)
+    module = _load_for_lite_interpreter(str(path))
+    t = torch.from_numpy(x_nchw)
+
+    def once():
+        with torch.inference_mode():
+            return module(t)
+    return once
+
+
+def time_minimal(once, min_runs: int, min_seconds: float, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        once()
+    clock, times = time.perf_counter_ns, []
+    end = clock() + int(min_seconds * 1e9)
+    while len(times) < min_runs or clock() < end:
+        t = clock()
+        once()
+        times.append(clock() - t)
+    return float(np.median(times)) / 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("art_dirs", nargs="+")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=0.5, help="per timer per round")
+    ap.add_argument("--repeat", type=int, default=3, help="evaluations of the test split per artifact")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    print(f"{'artifact':<28} {'harness p50':>12} {'minimal p50':>12} {'ratio':>7} {'ratios min-max':>15} "
+          f"{'eval 10k s':>11}")
+    for folder in map(Path, args.art_dirs):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        ds = data.load(manifest["model"]["dataset"])
+        sample = ds.x_test[:1].astype(np.float32) / 255.0
+        for entry in manifest["artifacts"]:
+            if entry["status"] != "ok":
+                continue
+            path = folder / entry["file"]
+            runner = runner_for(entry["format"], path, args.threads).load()
+            once = minimal_loop(entry["format"], path, sample, args.threads)
+            ratios, h_p50, m_p50 = [], [], []
+            for r in range(args.rounds):
+                order = ("h", "m") if r % 2 == 0 else ("m", "h")
+                got = {}
+                for which in order:
+                    if which == "h":
+                        got["h"] = bench(runner, sample, min_runs=200, min_seconds=args.seconds)["latency_ms"]["p50"]
+                    else:
+                        got["m"] = time_minimal(once, 200, args.seconds)
+                h_p50.append(got["h"])
+                m_p50.append(got["m"])
+                ratios.append(got["h"] / got["m"])
+            evals = []
+            for _ in range(args.repeat):
+                evals.append(evaluate(runner, ds.x_test, ds.y_test, 255.0)["eval_seconds"])
+            name = f"{manifest['model']['source_framework']} {entry['file']}"
+            print(f"{name:<28} {statistics.median(h_p50):>9.4f} ms {statistics.median(m_p50):>9.4f} ms "
+                  f"{statistics.median(ratios):>7.3f} {min(ratios):>7.3f}-{max(ratios):<7.3f} "
+                  f"{statistics.median(evals):>11.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

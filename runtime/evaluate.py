@@ -1,0 +1,44 @@
+"""Accuracy and fidelity of one artifact on a labelled test split.
+
+Fidelity compares the artifact's logits with the fp32 reference logits that export
+stored from the trained model (reference.npz): top-1 agreement and the largest
+absolute logit difference.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .runner import Runner
+
+EVAL_BATCH = 1000
+
+
+def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, divide_by: float,
+             reference: np.ndarray | None = None, batch: int = EVAL_BATCH) -> dict:
+    """`images` are the raw uint8 NHWC test images; scaling happens a batch at a time so a
+    device never holds the whole split as float32."""
+    n = len(images)
+    if not runner.batchable:
+        batch = 1
+    t = time.perf_counter()
+    chunks = []
+    for i in range(0, n, batch):
+        x = images[i:i + batch].astype(np.float32)
+        x /= np.float32(divide_by)
+        chunks.append(runner.infer(x))
+    logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    seconds = time.perf_counter() - t
+    pred = logits.argmax(1)
+    correct = pred == labels
+    classes = max(int(labels.max()) + 1, logits.shape[1]) if n else 0
+    per_class = [float(correct[labels == c].mean()) if (labels == c).any() else None
+                 for c in range(classes)]
+    result = {"samples": int(n), "batch": int(batch), "eval_seconds": round(seconds, 4),
+              "accuracy": float(correct.mean()), "per_class_accuracy": per_class,
+              "agreement": None, "max_abs_diff": None}
+    if reference is not None:
+        result["agreement"] = float((pred == reference.argmax(1)).mean())
+        result["max_abs_diff"] = float(np.abs(logits - reference).max())
+    return result

@@ -1,0 +1,105 @@
+"""One artifact, one process: `python -m edgecnn.runtime.harness JOB.json`.
+
+A target runs this wherever the artifact is to be judged (here, under emulation, or on
+a device) so that each artifact gets a fresh process: its peak RSS is its own, and a
+runtime that crashes takes down only its own row. The job is JSON:
+
+    {"artifact": PATH, "format": "tflite", "threads": 1,
+     "data": NPZ (sample, images, labels[, reference]), "divide_by": 255.0,
+     "bench": {"min_runs": 200, "min_seconds": 1.0, "warmup": 20}, "out": PATH}
+
+and the result, written to "out" (stdout when absent), is one JSON object whose
+"status" is "ok", "skipped" (the runtime is not installed: reason and hint) or "error"
+(the artifact cannot be run: reason). The exit status is 0 whenever a result was written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+
+import numpy as np
+
+from . import runner_for
+from .bench import bench
+from .evaluate import evaluate
+from .runner import ArtifactError, RuntimeMissing
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. On Linux it is VmHWM of /proc/self/status,
+    because getrusage's ru_maxrss survives exec: a harness started by a big parent would
+    report the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB elsewhere
+
+
+def check_input(runner, image_hwc) -> None:
+    spec = runner.input_spec
+    dims = spec.shape[1:4]
+    hwc = dims if spec.layout == "NHWC" else [dims[1], dims[2], dims[0]] if len(dims) == 3 else dims
+    if len(hwc) == 3 and all(d > 0 for d in hwc) and list(hwc) != list(image_hwc):
+        raise ArtifactError(f"{runner.path.name} takes {'x'.join(map(str, hwc))} inputs but the "
+                            f"images are {'x'.join(map(str, image_hwc))}")
+
+
+def run_job(job: dict) -> dict:
+    result = {"python": platform.python_version(), "machine": platform.machine(),
+              "threads": int(job.get("threads", 1))}
+    runner = runner_for(job["format"], job["artifact"], result["threads"])
+    result["runtime"] = runner.runtime
+    try:
+        with np.load(job["data"]) as data:
+            sample = data["sample"].astype(np.float32) / np.float32(job["divide_by"])
+            check_input(runner, sample.shape[1:])
+            b = job.get("bench", {})
+            result.update(bench(runner, sample, **b))
+            result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+            reference = data["reference"] if "reference" in data.files else None
+            result.update(evaluate(runner, data["images"], data["labels"], job["divide_by"], reference))
+    except RuntimeMissing as e:
+        return dict(result, status="skipped", reason=f"{e.runtime} is not installed", hint=e.hint)
+    except ArtifactError as e:
+        return dict(result, status="error", reason=str(e))
+    except Exception as e:  # a runtime's own error on a file that loaded: report, not crash
+        return dict(result, status="error",
+                    reason=f"{runner.path.name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    result["runtime_version"] = runner.version
+    return dict(result, status="ok")
+
+
+def write_atomic(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".result.", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m edgecnn.runtime.harness JOB.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        job = json.load(f)
+    text = json.dumps(run_job(job))
+    if job.get("out"):
+        write_atomic(job["out"], text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Gates: limits that turn a validation row into pass or fail.
+
+They come from flags or from an `edgecnn.toml`:
+
+    [gates]
+    max_accuracy_drop = 0.3   # points below the fp32 reference accuracy
+    min_agreement = 99.5      # % of test images whose top-1 matches the fp32 reference
+    max_latency_ms = 5.0      # p90 batch-1 latency
+    max_size_kb = 512         # file size, KiB
+
+A flag overrides the file. Unknown sections and keys are refused, since a misspelt gate
+that silently checks nothing is worse than no gate.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import tomllib
+from pathlib import Path
+
+from .errors import BadInput
+
+CONFIG_NAME = "edgecnn.toml"
+
+# name -> (how it is measured, unit, value from a result, comparison that passes)
+GATES = {
+    "max_accuracy_drop": ("accuracy drop vs fp32", "points",
+                          lambda r: r.get("accuracy_drop"), operator.le),
+    "min_agreement": ("top-1 agreement with fp32", "%",
+                      lambda r: None if r.get("agreement") is None else 100 * r["agreement"], operator.ge),
+    "max_latency_ms": ("p90 latency", "ms",
+                       lambda r: (r.get("latency_ms") or {}).get("p90"), operator.le),
+    "max_size_kb": ("file size", "KB",
+                    lambda r: None if r.get("size_bytes") is None else r["size_bytes"] / 1024, operator.le),
+}
+
+
+def _number(name: str, value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise BadInput(f"{where}: gate {name} must be a number of 0 or more, not {value!r}")
+    return float(value)
+
+
+def load_config(path: Path | None) -> tuple[dict, str | None]:
+    """Gates from `path`, or from ./edgecnn.toml when there is one; ({}, None) otherwise."""
+    if path is None:
+        path = Path(CONFIG_NAME)
+        if not path.is_file():
+            return {}, None
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise BadInput(f"{path} is not valid TOML ({e})") from None
+    unknown = sorted(set(doc) - {"gates"})
+    if unknown:
+        raise BadInput(f"{path}: unknown section {unknown[0]!r}; edgecnn.toml holds only [gates]")
+    table = doc.get("gates", {})
+    if not isinstance(table, dict):
+        raise BadInput(f"{path}: gates must be a table ([gates])")
+    for key in table:
+        if key not in GATES:
+            raise BadInput(f"{path}: unknown gate {key!r}; known gates: {', '.join(GATES)}")
+    return {k: _number(k, v, str(path)) for k, v in table.items()}, str(path)
+
+
+def merge(config: dict, flags: dict) -> dict:
+    gates = dict(config)
+    for k, v in flags.items():
+        if v is not None:
+            gates[k] = _number(k, v, f"--{k.replace('_', '-')}")
+    return {k: gates[k] for k in GATES if k in gates}
+
+
+def check(result: dict, gates: dict) -> list[dict]:
+    """One entry per gate: its limit, the measured value and whether it passed."""
+    out = []
+    for name, limit in gates.items():
+        what, unit, measure, passes = GATES[name]
+        value = measure(result)
+        entry = {"gate": name, "limit": limit, "unit": unit, "value": value}
+        if value is None:
+            entry.update(passed=False, message=f"{what} was not measured")
+        else:
+            ok = bool(passes(value, limit))
+            sign = ">=" if passes is operator.ge else "<="
+            entry.update(passed=ok, message=f"{what} {value:.4g} {unit} "
+                                            f"({'within' if ok else 'FAILS'} {sign} {limit:g} {unit})")
+        out.append(entry)
+    return out

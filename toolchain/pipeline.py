@@ -1,0 +1,49 @@
+"""`edgecnn pipeline`: train → export → validate → report in one command.
+
+Everything lands in one folder: runs/<framework>/, artifacts/<framework>/ and report/
+(index.html, report.md, results.json, junit.xml). With both frameworks the same CNN is
+trained in PyTorch and in Keras and every artifact of both is validated in one table.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from . import export as exporting, outdir, report, train as training, validate as validation
+
+
+def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
+             epochs: int | None = None, seed: int = 0, formats=("tflite", "ptl", "onnx"),
+             precisions=("fp32",), calib_samples: int = 500, target=None, gates=None, bench=None,
+             log=None) -> dict:
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(out)
+    outdir.check_free(out, force, "pipeline folder")  # before minutes of training
+    exporting.plan(list(formats), list(precisions))   # bad choices fail before training too
+    cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
+    steps, artifact_dirs, trained = {}, [], []
+    for fw in frameworks:
+        cfg = training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
+                                   threads=training.default_threads())
+        log(f"pipeline: training {fw} on {dataset} ({cfg_epochs} epochs)")
+        t = time.perf_counter()
+        result = training.train(dataset, cfg, out / "runs" / fw, force=True, data_dir=data_dir)
+        steps[f"train_{fw}"] = round(time.perf_counter() - t, 1)
+        trained.append(result)
+        log(f"pipeline: {fw} test accuracy {result['test_accuracy']:.2%}")
+        t = time.perf_counter()
+        exporting.export(out / "runs" / fw, list(formats), list(precisions), out / "artifacts" / fw,
+                         force=True, calib_samples=calib_samples, data_dir=data_dir, log=log)
+        steps[f"export_{fw}"] = round(time.perf_counter() - t, 1)
+        artifact_dirs.append(out / "artifacts" / fw)
+    t = time.perf_counter()
+    doc = validation.validate(artifact_dirs, target=target, gates=gates, data_dir=data_dir, bench=bench, log=log)
+    steps["validate"] = round(time.perf_counter() - t, 1)
+    doc["pipeline"] = {"dataset": dataset, "frameworks": list(frameworks), "trained": trained,
+                       "seconds": steps}
+    doc["report"] = report.write(doc, out / "report")
+    junit_path = out / "report" / "junit.xml"
+    outdir.write_text_atomic(junit_path, report.junit(doc))
+    doc["report"]["junit"] = str(junit_path)
+    return doc

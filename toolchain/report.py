@@ -1,0 +1,320 @@
+"""Renderings of a validation document: the terminal table, Markdown, a self-contained
+HTML page with an accuracy-against-latency plot and a size chart, and JUnit XML.
+
+The HTML page embeds its charts as inline SVG (drawn by matplotlib) and its style
+inline, so it opens from disk or a CI artifact store with no network.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from . import outdir
+
+PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
+FORMAT_MARKERS = {"tflite": "o", "ptl": "s", "onnx": "^"}
+FORMAT_NAMES = {"tflite": "TFLite (LiteRT)", "ptl": "TorchScript Lite", "onnx": "ONNX (ONNX Runtime)"}
+FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow"}
+
+
+def _name(r: dict) -> str:
+    return f"{r.get('source_framework') or '?'} {r['format']} {r['precision']}"
+
+
+def _status(r: dict, width: int = 70) -> str:
+    if r["status"] == "fail":
+        failed = [g["gate"] for g in r.get("gates", []) if not g["passed"]]
+        return "FAIL " + ", ".join(failed) if failed else f"FAIL {r.get('reason', '')}"[:width]
+    if r["status"] in ("skipped", "error"):
+        text = f"{r['status']}: {r.get('reason', '')}" + (f" ({r['hint']})" if r.get("hint") else "")
+        return text[:width]
+    return r["status"]
+
+
+def rows(doc: dict) -> list[tuple[str, ...]]:
+    header = ("model", "format", "precision", "size", "accuracy", "Δ acc", "agreement", "p50 ms", "p90 ms",
+              "status")
+    out = [header]
+    for r in doc["results"]:
+        ran = r.get("accuracy") is not None
+        drop = r.get("accuracy_drop")
+        out.append((
+            FRAMEWORK_NAMES.get(r.get("source_framework"), r.get("source_framework") or "?"),
+            r["format"], r["precision"],
+            f"{r['size_bytes'] / 1024:,.0f} KB" if r.get("size_bytes") else "-",
+            f"{r['accuracy']:.2%}" if ran else "-",
+            "-" if drop is None else f"{-drop + 0.0:+.2f}".replace("-0.00", "+0.00"),
+            "-" if r.get("agreement") is None else f"{r['agreement']:.2%}",
+            f"{r['latency_ms']['p50']:.3f}" if ran else "-",
+            f"{r['latency_ms']['p90']:.3f}" if ran else "-",
+            _status(r)))
+    return out
+
+
+def table(doc: dict) -> str:
+    rs = rows(doc)
+    widths = [max(len(r[i]) for r in rs) for i in range(len(rs[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rs]
+    return "\n".join(lines)
+
+
+def _target_line(doc: dict) -> str:
+    t = doc["target"]
+    kind = "emulated" if t.get("emulated") else "native"
+    return f"{t['name']} ({kind} {t.get('machine', '?')}, {t.get('cpu', '?')}, {t.get('threads', 1)} thread(s))"
+
+
+def _gates_line(doc: dict) -> str:
+    from .gates import GATES
+    if not doc["gates"]:
+        return "none"
+    return ", ".join(f"{GATES[k][0]} {'>=' if k.startswith('min') else '<='} {v:g} {GATES[k][1]}"
+                     for k, v in doc["gates"].items())
+
+
+def _verdict(doc: dict) -> str:
+    counts = {}
+    for r in doc["results"]:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+# -- Markdown ------------------------------------------------------------------------
+def _md_table(rs: list[tuple]) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rs]
+    return "\n".join(["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
+                     + ["| " + " | ".join(r) + " |" for r in esc[1:]])
+
+
+def _detail_rows(doc: dict) -> list[tuple[str, ...]]:
+    out = [("artifact", "runtime", "import ms", "load ms", "first ms", "p99 ms", "mean ms", "std ms", "runs",
+            "p50 with I/O ms", "peak RSS MB",
+            "max abs diff", "eval s")]
+    for r in doc["results"]:
+        if r.get("latency_ms") is None:
+            continue
+        lat = r["latency_ms"]
+        out.append((_name(r), r.get("runtime_version") or r.get("runtime", "?"), f"{r['import_ms']:.0f}",
+                    f"{r['load_ms']:.1f}",
+                    f"{r['first_ms']:.2f}", f"{lat['p99']:.3f}", f"{lat['mean']:.3f}", f"{lat['std']:.3f}",
+                    str(r["runs"]), f"{r['infer_ms']['p50']:.3f}", f"{r['peak_rss_mb']:.0f}",
+                    "-" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.2e}",
+                    f"{r['eval_seconds']:.2f}"))
+    return out
+
+
+def _class_rows(doc: dict) -> list[tuple[str, ...]]:
+    ran = [r for r in doc["results"] if r.get("per_class_accuracy")]
+    if not ran:
+        return []
+    n = max(len(r["per_class_accuracy"]) for r in ran)
+    out = [("artifact", *map(str, range(n)))]
+    for r in ran:
+        out.append((_name(r), *("-" if a is None else f"{a:.1%}" for a in r["per_class_accuracy"])))
+    return out
+
+
+def markdown(doc: dict) -> str:
+    parts = ["# edgecnn validation", "",
+             f"- target: {_target_line(doc)}",
+             f"- datasets: {', '.join(sorted({r['dataset'] for r in doc['results']}))}",
+             f"- gates: {_gates_line(doc)}",
+             f"- verdict: **{'PASS' if doc['passed'] else 'FAIL'}** ({_verdict(doc)})",
+             f"- made by edgecnn {doc['edgecnn']} at {doc['created']}", "",
+             "Accuracy is on the whole test split; Δ acc is in points against the fp32 reference "
+             "model; agreement is top-1 agreement with it. Latency is batch 1 after warm-up.", "",
+             _md_table(rows(doc)), ""]
+    detail = _detail_rows(doc)
+    if len(detail) > 1:
+        parts += ["## Latency, memory and fidelity", "", _md_table(detail), ""]
+    classes = _class_rows(doc)
+    if classes:
+        parts += ["## Accuracy per class", "", _md_table(classes), ""]
+    failed = [(r, g) for r in doc["results"] for g in r.get("gates", []) if not g["passed"]]
+    if failed:
+        parts += ["## Failed gates", ""] + [f"- {_name(r)}: {g['message']}" for r, g in failed] + [""]
+    return "\n".join(parts)
+
+
+# -- charts --------------------------------------------------------------------------
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: it is inlined
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "edgecnn", "font.size": 10})
+    return plt
+
+
+def accuracy_latency_svg(doc: dict) -> str | None:
+    ran = [r for r in doc["results"] if r.get("latency_ms") and r.get("accuracy") is not None]
+    if not ran:
+        return None
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    frameworks = sorted({r.get("source_framework") for r in ran}, key=str)
+    for r in ran:
+        colour = PRECISION_COLOURS.get(r["precision"], "grey")
+        hollow = len(frameworks) > 1 and r.get("source_framework") == frameworks[-1]
+        ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=FORMAT_MARKERS.get(r["format"], "D"),
+                   facecolors="white" if hollow else colour, edgecolors=colour, linewidths=1.8, zorder=3)
+    ax.set_xlim(0, max(r["latency_ms"]["p50"] for r in ran) * 1.1)
+    ax.set_xlabel("p50 latency, batch 1 (ms)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Accuracy against latency on {doc['target']['name']}")
+    ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], linestyle="", marker=FORMAT_MARKERS[f], color="black", label=FORMAT_NAMES[f])
+               for f in FORMAT_MARKERS if any(r["format"] == f for r in ran)]
+    handles += [Line2D([], [], linestyle="", marker="o", color=c, label=p)
+                for p, c in PRECISION_COLOURS.items() if any(r["precision"] == p for r in ran)]
+    if len(frameworks) > 1:
+        handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor=fc, markeredgecolor="black",
+                           label=f"from {FRAMEWORK_NAMES.get(fw, fw)}")
+                    for fw, fc in ((frameworks[0], "black"), (frameworks[-1], "white"))]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return _svg(fig)
+
+
+def size_svg(doc: dict) -> str | None:
+    sized = [r for r in doc["results"] if r.get("size_bytes")]
+    if not sized:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(sized) + 1.0))
+    labels = [_name(r) for r in sized]
+    kb = [r["size_bytes"] / 1024 for r in sized]
+    ax.barh(range(len(sized)), kb, color=[PRECISION_COLOURS.get(r["precision"], "grey") for r in sized])
+    for i, v in enumerate(kb):
+        ax.text(v, i, f" {v:,.0f} KB", va="center", fontsize=8)
+    ax.set_yticks(range(len(sized)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(kb) * 1.18)
+    ax.set_xlabel("file size (KB)")
+    ax.set_title("Artifact size")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _svg(fig)
+
+
+# -- HTML ----------------------------------------------------------------------------
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td:nth-child(-n+3), th:nth-child(-n+3) { text-align: left; }
+td.status-pass { color: #177a2c; font-weight: 600; } td.status-fail, td.status-error { color: #b3261e; font-weight: 600; }
+td.status-skipped { color: #8a6d00; }
+.verdict-pass { color: #177a2c; } .verdict-fail { color: #b3261e; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
+.charts svg { max-width: 100%; height: auto; }
+ul.meta { padding-left: 1.2rem; }
+"""
+
+
+def _html_table(rs: list[tuple], status_col: int | None = None) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rs[0])
+    body = []
+    for r in rs[1:]:
+        cells = []
+        for i, c in enumerate(r):
+            cls = f' class="status-{c.split()[0].lower().rstrip(":")}"' if i == status_col and c else ""
+            cells.append(f"<td{cls}>{html.escape(c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def html_page(doc: dict) -> str:
+    verdict = "PASS" if doc["passed"] else "FAIL"
+    charts = [s for s in (accuracy_latency_svg(doc), size_svg(doc)) if s]
+    main = rows(doc)
+    failed = [(r, g) for r in doc["results"] for g in r.get("gates", []) if not g["passed"]]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>edgecnn validation</title>", f"<style>{CSS}</style></head><body>",
+        f'<h1>edgecnn validation: <span class="verdict-{verdict.lower()}">{verdict}</span></h1>',
+        '<ul class="meta">',
+        f"<li>target: {html.escape(_target_line(doc))}</li>",
+        f"<li>datasets: {html.escape(', '.join(sorted({r['dataset'] for r in doc['results']})))}</li>",
+        f"<li>gates: {html.escape(_gates_line(doc))}</li>",
+        f"<li>results: {html.escape(_verdict(doc))}</li>",
+        f"<li>made by edgecnn {html.escape(doc['edgecnn'])} at {html.escape(doc['created'])}</li></ul>",
+        "<p>Accuracy is on the whole test split; Δ acc is in points against the fp32 reference model; "
+        "agreement is top-1 agreement with it. Latency is batch 1 after warm-up; no outliers are dropped.</p>",
+        _html_table(main, status_col=len(main[0]) - 1),
+    ]
+    if failed:
+        parts.append("<h2>Failed gates</h2><ul>" + "".join(
+            f"<li>{html.escape(_name(r))}: {html.escape(g['message'])}</li>" for r, g in failed) + "</ul>")
+    if charts:
+        parts.append('<h2>Accuracy, latency and size</h2><div class="charts">' + "".join(charts) + "</div>")
+    detail = _detail_rows(doc)
+    if len(detail) > 1:
+        parts += ["<h2>Latency, memory and fidelity</h2>", _html_table(detail)]
+    classes = _class_rows(doc)
+    if classes:
+        parts += ["<h2>Accuracy per class</h2>", _html_table(classes)]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# -- JUnit ---------------------------------------------------------------------------
+def junit(doc: dict) -> str:
+    """One test case per artifact (it ran) and one per artifact and gate."""
+    target = doc["target"]["name"]
+    suite = ET.Element("testsuite", name=f"edgecnn validate on {target}")
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+    def case(classname: str, name: str, seconds: float = 0.0):
+        counts["tests"] += 1
+        return ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
+
+    for r in doc["results"]:
+        cls = f"edgecnn.{target}.{re.sub(r'[^A-Za-z0-9_]+', '_', r.get('source_framework') or 'model')}"
+        label = f"{r['format']} {r['precision']}"
+        tc = case(cls, f"{label} runs", float(r.get("eval_seconds") or 0.0))
+        if r["status"] == "skipped":
+            counts["skipped"] += 1
+            ET.SubElement(tc, "skipped", message=f"{r.get('reason', '')} ({r.get('hint', '')})")
+        elif r["status"] == "error":
+            counts["errors"] += 1
+            ET.SubElement(tc, "error", message=r.get("reason", ""), type="error")
+        elif r.get("reason"):
+            counts["failures"] += 1
+            ET.SubElement(tc, "failure", message=r["reason"], type="export")
+        ET.SubElement(tc, "system-out").text = r["artifact"]
+        for g in r.get("gates", []):
+            gc = case(cls, f"{label} {g['gate']}")
+            if not g["passed"]:
+                counts["failures"] += 1
+                ET.SubElement(gc, "failure", message=g["message"], type="gate")
+    for k, v in counts.items():
+        suite.set(k, str(v))
+    root = ET.Element("testsuites", name="edgecnn", **{k: str(v) for k, v in counts.items()})
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write(doc: dict, folder: Path) -> dict:
+    """report.md, index.html and results.json in `folder`; other files there are left alone."""
+    folder = Path(folder)
+    files = {"html": folder / "index.html", "markdown": folder / "report.md", "json": folder / "results.json"}
+    outdir.write_text_atomic(files["json"], json.dumps(doc, indent=2) + "\n")
+    outdir.write_text_atomic(files["markdown"], markdown(doc))
+    outdir.write_text_atomic(files["html"], html_page(doc))
+    return {k: str(v) for k, v in files.items()}

@@ -1,0 +1,209 @@
+"""`edgecnn validate`: every artifact of one or more export folders, judged on a target.
+
+Before anything runs, each chosen artifact's size and sha256 are checked against the
+manifest and the test split is loaded and matched to the artifacts' input shape. Then
+the target runs the runtime harness once per artifact (accuracy, fidelity against the
+fp32 reference logits, batch-1 latency, peak RSS), and the gates turn each row into
+pass or fail. The result is one JSON-able document that the reports render.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, data, gates as gating, outdir
+from .errors import BadInput
+
+RESULTS_SCHEMA = 1
+FORMATS = ("tflite", "ptl", "onnx")
+PRECISIONS = ("fp32", "dynamic", "int8")
+
+
+class ArtifactFolder:
+    """An export folder: its manifest and the entries chosen for this run."""
+
+    def __init__(self, path, formats=FORMATS, precisions=PRECISIONS):
+        path = Path(path)
+        only = None
+        if path.is_file():
+            folder = path.parent
+            if path.name != "manifest.json":
+                only = path.name
+        else:
+            folder = path
+        if not folder.is_dir():
+            raise BadInput(f"{path}: no such artifact folder")
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.is_file():
+            raise BadInput(f"{folder}: no manifest.json here; make artifacts with `edgecnn export`")
+        self.folder, self.manifest = folder, outdir.read_json_object(manifest_path)
+        model, entries = self.manifest.get("model"), self.manifest.get("artifacts")
+        if not isinstance(model, dict) or not isinstance(entries, list) or not all(
+                isinstance(e, dict) for e in entries) or "input_shape" not in model:
+            raise BadInput(f"{manifest_path} is not an edgecnn manifest (no model or artifacts)")
+        self.model = model
+        for e in entries:
+            name = e.get("file")
+            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                raise BadInput(f"{manifest_path}: artifact file {name!r} is not a plain file name")
+        if only is not None and only not in {e["file"] for e in entries}:
+            raise BadInput(f"{path}: not listed in {manifest_path}")
+        self.entries = [e for e in entries if e.get("format") in formats and e.get("precision") in precisions
+                        and (only is None or e["file"] == only)]
+
+    @property
+    def label(self) -> str:
+        return self.model.get("source_framework") or self.folder.name
+
+    def verify(self) -> None:
+        """Refuse to run a file that is not the one export wrote."""
+        for e in self.entries:
+            if e.get("status") != "ok":
+                continue
+            path = self.folder / e["file"]
+            if not path.is_file():
+                raise BadInput(f"{path}: listed in the manifest but missing")
+            size = path.stat().st_size
+            if size != e.get("bytes"):
+                raise BadInput(f"{path}: {size:,} bytes but the manifest says {e.get('bytes'):,}; "
+                               f"the file is truncated or replaced, refusing to run it")
+            sha, = outdir.file_digests(path, "sha256")
+            if sha != e.get("sha256"):
+                raise BadInput(f"{path}: sha256 {sha[:16]}... does not match the manifest's "
+                               f"{str(e.get('sha256'))[:16]}...; refusing to run it")
+
+    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> tuple[Path, float | None]:
+        """Write the harness's data file; returns it and the fp32 reference accuracy (None
+        when the reference logits do not belong to this dataset)."""
+        shape = tuple(self.model["input_shape"])
+        if ds.input_shape != shape:
+            raise BadInput(f"{self.folder}: the artifacts take {'x'.join(map(str, shape))} images but "
+                           f"dataset {dataset_name!r} has {'x'.join(map(str, ds.input_shape))}")
+        n_classes = len(self.model.get("classes") or [])
+        if n_classes and ds.num_classes != n_classes:
+            raise BadInput(f"{self.folder}: the artifacts have {n_classes} classes but dataset "
+                           f"{dataset_name!r} has {ds.num_classes}")
+        arrays = {"sample": ds.x_test[:1], "images": ds.x_test, "labels": ds.y_test}
+        ref_acc = None
+        if dataset_name == self.model.get("dataset"):
+            ref = self._reference()
+            if ref is not None and len(ref["labels"]) == len(ds.y_test) and (ref["labels"] == ds.y_test).all():
+                arrays["reference"] = ref["logits"]
+                ref_acc = float((ref["logits"].argmax(1) == ds.y_test).mean())
+        np.savez(path, **arrays)
+        return path, ref_acc
+
+    def _reference(self) -> dict | None:
+        info = self.manifest.get("reference") or {}
+        path = self.folder / str(info.get("file", "reference.npz"))
+        if not path.is_file():
+            return None
+        sha, = outdir.file_digests(path, "sha256")
+        if info.get("sha256") and sha != info["sha256"]:
+            raise BadInput(f"{path}: sha256 does not match the manifest; refusing to use it")
+        try:
+            with np.load(path) as z:
+                return {"logits": z["logits"], "labels": z["labels"]}
+        except (OSError, ValueError, KeyError) as e:
+            raise BadInput(f"{path}: not a reference file ({e})") from None
+
+
+def _result_row(folder: ArtifactFolder, entry: dict, target_name: str, dataset: str) -> dict:
+    return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"],
+            "source_framework": folder.model.get("source_framework"), "dataset": dataset,
+            "format": entry["format"], "precision": entry["precision"], "target": target_name,
+            "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256")}
+
+
+def _accuracy_drops(rows: list[dict]) -> None:
+    """Points below the fp32 reference; without one (another dataset), below the same
+    folder's fp32 artifact of the same format."""
+    fp32 = {(r["artifact"].rsplit("/", 1)[0], r["format"]): r.get("accuracy")
+            for r in rows if r["precision"] == "fp32" and r.get("accuracy") is not None}
+    for r in rows:
+        if r.get("accuracy") is None:
+            continue
+        base = r.get("reference_accuracy")
+        if base is None:
+            base = fp32.get((r["artifact"].rsplit("/", 1)[0], r["format"]))
+        r["accuracy_drop"] = None if base is None else round(100 * (base - r["accuracy"]), 4)
+
+
+def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: dict | None = None,
+             dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None) -> dict:
+    from .targets import LocalTarget
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    target = target or LocalTarget()
+    gates = gates or {}
+    folders = [ArtifactFolder(p, formats, precisions) for p in paths]
+    if not any(f.entries for f in folders):
+        raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
+    for f in folders:
+        f.verify()
+
+    datasets: dict[str, data.Dataset] = {}
+    with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp:
+        work = Path(tmp)
+        plans = []
+        for f in folders:
+            name = data.canonical_name(dataset) if dataset else f.model.get("dataset")
+            if not name:
+                raise BadInput(f"{f.folder}/manifest.json names no dataset; pass --dataset")
+            if name not in datasets:
+                datasets[name] = data.load(name, data_dir)
+            plans.append((f, name, *f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
+
+        rows = []
+        total = sum(len(f.entries) for f in folders)
+        for f, name, data_path, ref_acc in plans:
+            for entry in f.entries:
+                row = _result_row(f, entry, target.name, name)
+                rows.append(row)
+                where = f"{f.label} {entry['format']} {entry['precision']}"
+                log(f"validating [{len(rows)}/{total}] {where} on {target.name} ...")
+                if entry.get("status") != "ok":
+                    row.update(status="fail", reason=f"export failed: {entry.get('reason', 'no file')}")
+                    continue
+                job = {"artifact": str((f.folder / entry["file"]).resolve()), "format": entry["format"],
+                       "data": str(data_path), "divide_by": float(f.model.get("scaling", {}).get("divide_by", 255)),
+                       "bench": bench or {}}
+                (work / "job").mkdir(exist_ok=True)
+                row.update(target.run(job, work / "job"), reference_accuracy=ref_acc)
+                log(f"validating [{len(rows)}/{total}] {where}: {_one_line_summary(row)}")
+    _accuracy_drops(rows)
+    for row in rows:
+        if row["status"] == "ok":
+            row["gates"] = gating.check(row, gates)
+            row["status"] = "pass" if all(g["passed"] for g in row["gates"]) else "fail"
+        else:
+            row.setdefault("gates", [])
+    return {
+        "schema": RESULTS_SCHEMA, "edgecnn": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "target": target.describe(), "gates": gates,
+        "bench": bench or {},
+        "passed": all(r["status"] in ("pass", "skipped") for r in rows),
+        "results": rows,
+    }
+
+
+def _one_line_summary(row: dict) -> str:
+    if row["status"] != "ok":
+        return f"{row['status']}: {row.get('reason', '')}"
+    return (f"accuracy {row['accuracy']:.2%}, p50 {row['latency_ms']['p50']:.3f} ms, "
+            f"{row['runs']} runs, eval {row['eval_seconds']:.2f} s")
+
+
+def exit_code(doc: dict) -> tuple[int, str | None]:
+    """1 when a gate failed; 2 (with the line to print) when an artifact could not be run."""
+    for r in doc["results"]:
+        if r["status"] == "error":
+            reason = r.get("reason") or "could not be run"
+            return 2, reason if r["file"] in reason else f"{r['artifact']}: {reason}"
+    return (0 if doc["passed"] else 1), None
