@@ -93,3 +93,15 @@ def digits_run(tmp_path_factory) -> Path:
     r = edgecnn("train", "--epochs", "10", "--out", out)
     assert r.code == 0, r
     return out
+
+
+@pytest.fixture(scope="session")
+def digits_artifacts(digits_run, tmp_path_factory) -> Path:
+    """fp32 and int8 artifacts of the digits run, in all three formats."""
+    out = tmp_path_factory.mktemp("digits-artifacts") / "torch-digits"
+    r = edgecnn("export", digits_run, "--int8", "--out", out)
+    assert r.code == 0, r
+    return out
+
+
+FAST_BENCH = ("--bench-runs", "50", "--bench-seconds", "0.05")  # tests check behaviour, not speed

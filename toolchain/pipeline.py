@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import export as exporting, outdir, report, train as training, validate as validation
+from . import data, export as exporting, outdir, report, train as training, validate as validation
 
 
 def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
@@ -21,6 +21,7 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
     out = Path(out)
     outdir.check_free(out, force, "pipeline folder")  # before minutes of training
     exporting.plan(list(formats), list(precisions))   # bad choices fail before training too
+    data.load(dataset, data_dir)                      # and so does a dataset that is not there
     cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
     steps, artifact_dirs, trained = {}, [], []
     for fw in frameworks:

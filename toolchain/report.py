@@ -147,7 +147,8 @@ def _svg(fig) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: it is inlined
+    text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: it is inlined
+    return re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
 
 
 def _pyplot():

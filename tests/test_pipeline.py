@@ -1,0 +1,40 @@
+"""`edgecnn pipeline`: train -> export -> validate -> report in one command, on digits."""
+import json
+import xml.etree.ElementTree as ET
+
+from conftest import FAST_BENCH, assert_bad_input, edgecnn
+
+
+def test_pipeline_both_frameworks_side_by_side(tmp_path):
+    out = tmp_path / "pipe"
+    r = edgecnn("pipeline", "--framework", "both", "--dataset", "digits", "--epochs", "8", "--int8",
+                "--out", out, *FAST_BENCH)
+    assert r.code == 0, r
+    assert f"html report: {out / 'report' / 'index.html'}" in r.out
+    table = [ln.split() for ln in r.out.splitlines() if ln.startswith(("PyTorch", "TensorFlow"))]
+    assert len(table) == 12
+    assert {row[0] for row in table} == {"PyTorch", "TensorFlow"}
+    doc = json.loads((out / "report" / "results.json").read_text())
+    assert [t["framework"] for t in doc["pipeline"]["trained"]] == ["torch", "tf"]
+    for fw in ("torch", "tf"):
+        assert (out / "runs" / fw / "run.json").is_file()
+        assert (out / "artifacts" / fw / "manifest.json").is_file()
+    for row in doc["results"]:
+        assert row["status"] == "pass" and row["accuracy"] > 0.8
+        if row["precision"] == "fp32":
+            assert row["agreement"] == 1.0
+    page = (out / "report" / "index.html").read_text()
+    assert page.count("<svg") == 2 and "TensorFlow" in page and "PyTorch" in page
+    assert len(list(ET.parse(out / "report" / "junit.xml").iter("testcase"))) == 12
+
+    # the folder is not replaced without --force, and nothing in it is touched
+    before = (out / "report" / "results.json").read_bytes()
+    assert_bad_input(edgecnn("pipeline", "--framework", "torch", "--out", out), "already exists", "--force")
+    assert (out / "report" / "results.json").read_bytes() == before
+
+
+def test_pipeline_bad_input_fails_before_training(tmp_path):
+    assert_bad_input(edgecnn("pipeline", "--dataset", "nope", "--out", tmp_path / "p"), "unknown dataset")
+    assert_bad_input(edgecnn("pipeline", "--formats", "tflite,coreml", "--out", tmp_path / "p"), "unknown format")
+    assert_bad_input(edgecnn("pipeline", "--target", "ssh:/x", "--out", tmp_path / "p"), "unknown target")
+    assert not (tmp_path / "p").exists()
