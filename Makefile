@@ -10,10 +10,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the zero-setup dataset: train, then export every format in fp32 and int8.
+# The main job on the zero-setup dataset: train the CNN in PyTorch and in Keras, export
+# every format in fp32 and int8, validate all 12 artifacts on their runtimes, report.
 run: $(STAMP)
-	$(VENV)/bin/edgecnn train --framework torch --dataset digits --out runs/torch-digits --force
-	$(VENV)/bin/edgecnn export runs/torch-digits --int8 --out artifacts/torch-digits --force
+	$(VENV)/bin/edgecnn pipeline --framework both --dataset digits --int8 --out runs/pipeline-digits --force
 
 # The test suite. MNIST tests read $$EDGECNN_DATA_DIR (default ../shared/data).
 test: $(STAMP)
@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/train.py
 	$(VENV)/bin/python benchmarks/export.py
+	$(VENV)/bin/python benchmarks/harness.py
 
 clean:
 	rm -rf $(VENV) runs artifacts

@@ -12,12 +12,11 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-EDGECNN = str(Path(sys.executable).parent / "edgecnn")
+from common import EDGECNN, mnist_run
 
 
 def main() -> None:
@@ -28,11 +27,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-bench-"))
     runs = [Path(r) for r in args.runs]
     if not runs:
-        for fw in ("torch", "tf"):
-            out = tmp / f"{fw}-mnist"
-            subprocess.run([EDGECNN, "train", "--framework", fw, "--dataset", "mnist", "--epochs", "1",
-                            "--out", str(out)], check=True, stderr=subprocess.DEVNULL)
-            runs.append(out)
+        runs = [mnist_run(tmp / f"{fw}-mnist", fw) for fw in ("torch", "tf")]
     for run in runs:
         framework = json.loads((run / "run.json").read_text())["framework"]
         walls, per = [], {}

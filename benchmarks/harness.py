@@ -10,19 +10,22 @@ rounds of harness p50 / minimal p50 (target: <= 1.05).
 It also times `edgecnn.runtime.evaluate` over the whole test split (10,000 MNIST
 images) per artifact (target: <= 2 s for LiteRT and ONNX Runtime), median of --repeat.
 
-Usage: python benchmarks/harness.py ART_DIR [ART_DIR ...] [--rounds 7] [--seconds 0.5]
-ART_DIR is a folder written by `edgecnn export` (e.g. with --int8 on MNIST).
+Usage: python benchmarks/harness.py [ART_DIR ...] [--rounds 7] [--seconds 0.5]
+ART_DIR is a folder written by `edgecnn export` (e.g. with --int8 on MNIST); with none,
+a 1-epoch MNIST run is trained and exported first (needs $EDGECNN_DATA_DIR).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common import mnist_artifacts
 from edgecnn.runtime import runner_for
 from edgecnn.runtime.bench import bench
 from edgecnn.runtime.evaluate import evaluate
@@ -81,12 +84,14 @@ def time_minimal(once, min_runs: int, min_seconds: float, warmup: int = 20) -> f
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("art_dirs", nargs="+")
+    ap.add_argument("art_dirs", nargs="*")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=0.5, help="per timer per round")
     ap.add_argument("--repeat", type=int, default=3, help="evaluations of the test split per artifact")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if not args.art_dirs:
+        args.art_dirs = [mnist_artifacts(Path(tempfile.mkdtemp(prefix="edgecnn-bench-")))]
     print(f"{'artifact':<28} {'harness p50':>12} {'minimal p50':>12} {'ratio':>7} {'ratios min-max':>15} "
           f"{'eval 10k s':>11}")
     for folder in map(Path, args.art_dirs):

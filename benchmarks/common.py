@@ -1,0 +1,23 @@
+"""What the benchmarks share: the installed CLI and a quick MNIST run to measure with."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EDGECNN = str(Path(sys.executable).parent / "edgecnn")
+
+
+def mnist_run(out: Path, framework: str = "torch") -> Path:
+    """A 1-epoch MNIST run (needs $EDGECNN_DATA_DIR): what is measured does not depend on
+    how long the model trained."""
+    subprocess.run([EDGECNN, "train", "--framework", framework, "--dataset", "mnist", "--epochs", "1",
+                    "--out", str(out)], check=True, stderr=subprocess.DEVNULL)
+    return out
+
+
+def mnist_artifacts(tmp: Path, framework: str = "torch") -> Path:
+    run = mnist_run(tmp / f"{framework}-mnist", framework)
+    out = tmp / f"{framework}-mnist-artifacts"
+    subprocess.run([EDGECNN, "export", str(run), "--int8", "--out", str(out)], check=True, capture_output=True)
+    return out
