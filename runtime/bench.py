@@ -42,16 +42,18 @@ def bench(runner: Runner, sample: np.ndarray, min_runs: int = MIN_RUNS, min_seco
     for _ in range(warmup):
         run(native)
     times = []
-    end = clock() + int(min_seconds * 1e9)
+    start = clock()
+    end = start + int(min_seconds * 1e9)
     while len(times) < min_runs or clock() < end:
         t = clock()
         run(native)
         times.append(clock() - t)
+    steady_s = (clock() - start) / 1e9
     whole = []
     for _ in range(min_runs):
         t = clock()
         runner.infer(sample)
         whole.append(clock() - t)
     return {"import_ms": runner.import_ms, "load_ms": runner.load_ms, "first_ms": first_ms,
-            "warmup_runs": warmup, "runs": len(times),
+            "warmup_runs": warmup, "runs": len(times), "bench_seconds": steady_s,
             "latency_ms": latency_stats(np.array(times)), "infer_ms": latency_stats(np.array(whole))}

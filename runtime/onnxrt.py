@@ -52,6 +52,10 @@ class OnnxRuntimeRunner(Runner):
     def _output_spec(self):
         return self._spec(self._out, "NC")
 
+    def _batchable_impl(self):
+        first = self._in.shape[0]
+        return not isinstance(first, int) or first < 1  # symbolic or -1: any batch
+
     def _prepare_impl(self, batch):
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 

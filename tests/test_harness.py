@@ -49,7 +49,7 @@ def test_bench_runs_long_enough_and_reports_the_tail(digits_artifacts):
     b = bench(runner, sample, min_runs=50, min_seconds=0.3)
     assert b["runs"] >= 50
     lat = b["latency_ms"]
-    assert lat["p50"] * b["runs"] >= 0.3 * 1000 * 0.5  # ran for (about) the time asked
+    assert b["bench_seconds"] >= 0.3
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert b["load_ms"] > 0 and b["first_ms"] > 0 and b["infer_ms"]["p50"] > 0
 

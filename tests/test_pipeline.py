@@ -31,6 +31,12 @@ def test_pipeline_both_frameworks_side_by_side(tmp_path):
     before = (out / "report" / "results.json").read_bytes()
     assert_bad_input(edgecnn("pipeline", "--framework", "torch", "--out", out), "already exists", "--force")
     assert (out / "report" / "results.json").read_bytes() == before
+    # a --force run that fails puts the earlier folder back whole
+    r = edgecnn("pipeline", "--framework", "torch", "--epochs", "0", "--out", out, "--force")
+    assert r.code == 2, r
+    assert (out / "report" / "results.json").read_bytes() == before
+    assert (out / "artifacts" / "tf" / "manifest.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # nothing left aside
 
 
 def test_pipeline_bad_input_fails_before_training(tmp_path):

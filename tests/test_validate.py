@@ -103,6 +103,7 @@ def test_tight_gates_exit_1_and_junit_names_the_gate(digits_artifacts, tmp_path)
 def test_gates_from_edgecnn_toml_and_flags_override(digits_artifacts, tmp_path):
     (tmp_path / "edgecnn.toml").write_text("[gates]\nmax_accuracy_drop = 50\nmin_agreement = 100.0\n")
     r = edgecnn("validate", digits_artifacts, "--formats", "onnx", *FAST_BENCH, "--json", cwd=tmp_path)
+    assert r.code == (0 if r.json["passed"] else 1), r
     assert "gates from edgecnn.toml" in r.err
     assert r.json["gates"] == {"max_accuracy_drop": 50.0, "min_agreement": 100.0}
     fp32 = next(x for x in r.json["results"] if x["precision"] == "fp32")
@@ -159,13 +160,47 @@ def test_bad_input_garbage_artifact_that_matches_its_manifest(arts):
     entry = next(a for a in m["artifacts"] if a["file"] == f.name)
     entry["sha256"], entry["bytes"] = hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_size
     (arts / "manifest.json").write_text(json.dumps(m))
-    r = edgecnn("validate", arts, "--formats", "tflite", *FAST_BENCH)
+    r = edgecnn("validate", arts, "--formats", "tflite", *FAST_BENCH, "--report", arts / "report")
     assert r.code == 2, r
     assert "Traceback" not in r.err
     last = r.err.strip().splitlines()[-1]
     assert last.startswith("edgecnn: error:") and "model.fp32.tflite" in last and "LiteRT cannot load it" in last
     assert "error: model.fp32.tflite: LiteRT cannot load it" in r.out  # its row in the table
     assert "int8" in r.out and "pass" in r.out  # the good one still ran
+    assert "LiteRT cannot load it" in (arts / "report" / "index.html").read_text()
+    r = edgecnn("validate", arts, "--formats", "tflite", *FAST_BENCH, "--json")
+    assert r.code == 2 and [x["status"] for x in r.json["results"]] == ["error", "pass"], r
+
+
+def test_export_failure_is_a_failed_row_and_paths_may_have_spaces(digits_artifacts, tmp_path):
+    arts = tmp_path / "my artifacts"
+    shutil.copytree(digits_artifacts, arts)
+    m = json.loads((arts / "manifest.json").read_text())
+    entry = next(a for a in m["artifacts"] if a["file"] == "model.int8.onnx")
+    entry.update(status="failed", reason="RuntimeError: calibration diverged")
+    (arts / "model.int8.onnx").unlink()
+    (arts / "manifest.json").write_text(json.dumps(m))
+    junit = tmp_path / "j unit.xml"
+    r = edgecnn("validate", arts, "--formats", "onnx", *FAST_BENCH, "--junit", junit, "--report", arts / "r")
+    assert r.code == 1, r
+    assert "FAIL export failed: RuntimeError: calibration diverged" in r.out
+    failures = [c.find("failure").get("message") for c in ET.parse(junit).iter("testcase")
+                if c.find("failure") is not None]
+    assert failures == ["export failed: RuntimeError: calibration diverged"]
+
+
+def test_bad_input_damaged_manifest_fields(arts):
+    m = json.loads((arts / "manifest.json").read_text())
+    del m["artifacts"][0]["bytes"]
+    (arts / "manifest.json").write_text(json.dumps(m))
+    assert_bad_input(edgecnn("validate", arts), "no valid bytes and sha256")
+    m["model"]["input_shape"] = "8x8"
+    (arts / "manifest.json").write_text(json.dumps(m))
+    assert_bad_input(edgecnn("validate", arts), "input_shape")
+    m["model"]["input_shape"] = [8, 8, 1]
+    m["artifacts"][0]["file"] = "../../etc/passwd"
+    (arts / "manifest.json").write_text(json.dumps(m))
+    assert_bad_input(edgecnn("validate", arts), "not a plain file name")
 
 
 def test_bad_input_shape_mismatch(shared_data, mnist_artifacts):
@@ -208,6 +243,13 @@ def test_missing_runtime_is_skipped_with_a_hint(digits_artifacts, tmp_path):
         assert rows["onnx", p]["reason"] == "ONNX Runtime is not installed"
         assert rows["onnx", p]["hint"] == "pip install onnxruntime"
         assert rows["tflite", p]["status"] == "pass"
+    # with a gate set, an artifact that was never run must not read as green
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx,tflite", *FAST_BENCH, "--max-size-kb", "9999",
+                env=env)
+    assert r.code == 1 and r.out.strip().endswith("verdict: FAIL"), r
+    # and nothing run at all is never a pass
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx", *FAST_BENCH, env=env)
+    assert r.code == 1 and "skipped: ONNX Runtime is not installed (pip install onnxruntime)" in r.out, r
     r = edgecnn("doctor", env=env)
     assert r.code == 1, r
     assert "MISSING" in r.out and "pip install onnxruntime" in r.out

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import platform
-import shutil
 from importlib import metadata
 
 from edgecnn.runtime import RUNNERS, RuntimeMissing, runner_class
@@ -40,18 +39,10 @@ def check() -> dict:
                 missing.append(alternatives[0])
         converters.append({"format": fmt, "usable": not missing, "versions": found,
                            **({"reason": f"needs {', '.join(missing)}"} if missing else {})})
-    ssh = shutil.which("ssh")
-    qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
-    targets = [
-        {"target": "local", "usable": True,
-         "detail": f"{platform.machine()}, Python {platform.python_version()}"},
-        {"target": "emulated:cortex-a72", "usable": False,
-         "reason": "not supported by this edgecnn yet" + ("" if qemu else "; qemu-aarch64 is not installed")},
-        {"target": "emulated:cortex-a76", "usable": False,
-         "reason": "not supported by this edgecnn yet" + ("" if qemu else "; qemu-aarch64 is not installed")},
-        {"target": "ssh://user@host", "usable": False,
-         "reason": "not supported by this edgecnn yet" + ("" if ssh else "; no ssh client on PATH")},
-    ]
+    targets = [{"target": "local", "usable": True,
+                "detail": f"{platform.machine()}, Python {platform.python_version()}"}]
+    targets += [{"target": t, "usable": False, "reason": "not supported by this edgecnn yet"}
+                for t in ("emulated:cortex-a72", "emulated:cortex-a76", "ssh://user@host")]
     return {"runtimes": runtimes, "converters": converters, "targets": targets,
             "ok": all(r["usable"] for r in runtimes)}
 

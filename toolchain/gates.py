@@ -35,6 +35,15 @@ GATES = {
 }
 
 
+def _sign(passes) -> str:
+    return ">=" if passes is operator.ge else "<="
+
+
+def describe(name: str, limit: float) -> str:
+    what, unit, _, passes = GATES[name]
+    return f"{what} {_sign(passes)} {limit:g} {unit}"
+
+
 def _number(name: str, value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise BadInput(f"{where}: gate {name} must be a number of 0 or more, not {value!r}")
@@ -47,6 +56,8 @@ def load_config(path: Path | None) -> tuple[dict, str | None]:
         path = Path(CONFIG_NAME)
         if not path.is_file():
             return {}, None
+    elif Path(path).is_dir():
+        raise BadInput(f"--config {path} is a folder, not a TOML file")
     try:
         doc = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -84,8 +95,7 @@ def check(result: dict, gates: dict) -> list[dict]:
             entry.update(passed=False, message=f"{what} was not measured")
         else:
             ok = bool(passes(value, limit))
-            sign = ">=" if passes is operator.ge else "<="
             entry.update(passed=ok, message=f"{what} {value:.4g} {unit} "
-                                            f"({'within' if ok else 'FAILS'} {sign} {limit:g} {unit})")
+                                            f"({'within' if ok else 'FAILS'} {_sign(passes)} {limit:g} {unit})")
         out.append(entry)
     return out

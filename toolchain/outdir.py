@@ -49,6 +49,29 @@ def staged(final: Path, force: bool, what: str = "output folder"):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def built_in_place(final: Path, force: bool, what: str = "output folder"):
+    """For a folder built at its final path because what is inside records that path (the
+    pipeline's manifests name their run folders). An old folder is moved aside first and
+    put back if the build fails; a failed new build is removed, so a rerun is not refused."""
+    final = Path(final)
+    check_free(final, force, what)
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+        os.replace(final, old / final.name)
+    try:
+        yield final
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        if old is not None:
+            os.replace(old / final.name, final)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 

@@ -3,6 +3,10 @@
 Everything lands in one folder: runs/<framework>/, artifacts/<framework>/ and report/
 (index.html, report.md, results.json, junit.xml). With both frameworks the same CNN is
 trained in PyTorch and in Keras and every artifact of both is validated in one table.
+
+With --force an earlier pipeline folder is moved aside and comes back if this one fails
+(a crash, bad input, Ctrl-C); it is deleted only once the new report is written. A gate
+that fails is a result, not a failure: its folder stays.
 """
 from __future__ import annotations
 
@@ -24,27 +28,28 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
     data.load(dataset, data_dir)                      # and so does a dataset that is not there
     cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
     steps, artifact_dirs, trained = {}, [], []
-    for fw in frameworks:
-        cfg = training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
-                                   threads=training.default_threads())
-        log(f"pipeline: training {fw} on {dataset} ({cfg_epochs} epochs)")
+    with outdir.built_in_place(out, force, "pipeline folder"):
+        for fw in frameworks:
+            cfg = training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
+                                       threads=training.default_threads())
+            log(f"pipeline: training {fw} on {dataset} ({cfg_epochs} epochs)")
+            t = time.perf_counter()
+            result = training.train(dataset, cfg, out / "runs" / fw, force=True, data_dir=data_dir)
+            steps[f"train_{fw}"] = round(time.perf_counter() - t, 1)
+            trained.append(result)
+            log(f"pipeline: {fw} test accuracy {result['test_accuracy']:.2%}")
+            t = time.perf_counter()
+            exporting.export(out / "runs" / fw, list(formats), list(precisions), out / "artifacts" / fw,
+                             force=True, calib_samples=calib_samples, data_dir=data_dir, log=log)
+            steps[f"export_{fw}"] = round(time.perf_counter() - t, 1)
+            artifact_dirs.append(out / "artifacts" / fw)
         t = time.perf_counter()
-        result = training.train(dataset, cfg, out / "runs" / fw, force=True, data_dir=data_dir)
-        steps[f"train_{fw}"] = round(time.perf_counter() - t, 1)
-        trained.append(result)
-        log(f"pipeline: {fw} test accuracy {result['test_accuracy']:.2%}")
-        t = time.perf_counter()
-        exporting.export(out / "runs" / fw, list(formats), list(precisions), out / "artifacts" / fw,
-                         force=True, calib_samples=calib_samples, data_dir=data_dir, log=log)
-        steps[f"export_{fw}"] = round(time.perf_counter() - t, 1)
-        artifact_dirs.append(out / "artifacts" / fw)
-    t = time.perf_counter()
-    doc = validation.validate(artifact_dirs, target=target, gates=gates, data_dir=data_dir, bench=bench, log=log)
-    steps["validate"] = round(time.perf_counter() - t, 1)
-    doc["pipeline"] = {"dataset": dataset, "frameworks": list(frameworks), "trained": trained,
-                       "seconds": steps}
-    doc["report"] = report.write(doc, out / "report")
-    junit_path = out / "report" / "junit.xml"
-    outdir.write_text_atomic(junit_path, report.junit(doc))
-    doc["report"]["junit"] = str(junit_path)
+        doc = validation.validate(artifact_dirs, target=target, gates=gates, data_dir=data_dir, bench=bench, log=log)
+        steps["validate"] = round(time.perf_counter() - t, 1)
+        doc["pipeline"] = {"dataset": dataset, "frameworks": list(frameworks), "trained": trained,
+                           "seconds": steps}
+        doc["report"] = report.write(doc, out / "report")
+        junit_path = out / "report" / "junit.xml"
+        outdir.write_text_atomic(junit_path, report.junit(doc))
+        doc["report"]["junit"] = str(junit_path)
     return doc

@@ -18,17 +18,16 @@ from . import outdir
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
 FORMAT_MARKERS = {"tflite": "o", "ptl": "s", "onnx": "^"}
 FORMAT_NAMES = {"tflite": "TFLite (LiteRT)", "ptl": "TorchScript Lite", "onnx": "ONNX (ONNX Runtime)"}
-FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow"}
 
 
 def _name(r: dict) -> str:
-    return f"{r.get('source_framework') or '?'} {r['format']} {r['precision']}"
+    return f"{r.get('model') or r.get('source_framework') or '?'} {r['format']} {r['precision']}"
 
 
 def _status(r: dict, width: int = 70) -> str:
     if r["status"] == "fail":
         failed = [g["gate"] for g in r.get("gates", []) if not g["passed"]]
-        return "FAIL " + ", ".join(failed) if failed else f"FAIL {r.get('reason', '')}"[:width]
+        return ("FAIL " + (", ".join(failed) if failed else r.get("reason", "")))[:width]
     if r["status"] in ("skipped", "error"):
         text = f"{r['status']}: {r.get('reason', '')}" + (f" ({r['hint']})" if r.get("hint") else "")
         return text[:width]
@@ -43,7 +42,7 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
         ran = r.get("accuracy") is not None
         drop = r.get("accuracy_drop")
         out.append((
-            FRAMEWORK_NAMES.get(r.get("source_framework"), r.get("source_framework") or "?"),
+            r.get("model") or "?",
             r["format"], r["precision"],
             f"{r['size_bytes'] / 1024:,.0f} KB" if r.get("size_bytes") else "-",
             f"{r['accuracy']:.2%}" if ran else "-",
@@ -69,11 +68,8 @@ def _target_line(doc: dict) -> str:
 
 
 def _gates_line(doc: dict) -> str:
-    from .gates import GATES
-    if not doc["gates"]:
-        return "none"
-    return ", ".join(f"{GATES[k][0]} {'>=' if k.startswith('min') else '<='} {v:g} {GATES[k][1]}"
-                     for k, v in doc["gates"].items())
+    from .gates import describe
+    return ", ".join(describe(k, v) for k, v in doc["gates"].items()) or "none"
 
 
 def _verdict(doc: dict) -> str:
@@ -95,16 +91,19 @@ def _detail_rows(doc: dict) -> list[tuple[str, ...]]:
             "p50 with I/O ms", "peak RSS MB",
             "max abs diff", "eval s")]
     for r in doc["results"]:
-        if r.get("latency_ms") is None:
-            continue
+        if r["status"] not in ("pass", "fail") or r.get("latency_ms") is None:
+            continue  # an error row may carry half a measurement: not shown as if whole
         lat = r["latency_ms"]
-        out.append((_name(r), r.get("runtime_version") or r.get("runtime", "?"), f"{r['import_ms']:.0f}",
-                    f"{r['load_ms']:.1f}",
-                    f"{r['first_ms']:.2f}", f"{lat['p99']:.3f}", f"{lat['mean']:.3f}", f"{lat['std']:.3f}",
-                    str(r["runs"]), f"{r['infer_ms']['p50']:.3f}", f"{r['peak_rss_mb']:.0f}",
-                    "-" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.2e}",
-                    f"{r['eval_seconds']:.2f}"))
+        out.append((_name(r), r.get("runtime_version") or r.get("runtime", "?"), _num(r.get("import_ms"), ".0f"),
+                    _num(r.get("load_ms"), ".1f"), _num(r.get("first_ms"), ".2f"), _num(lat.get("p99"), ".3f"),
+                    _num(lat.get("mean"), ".3f"), _num(lat.get("std"), ".3f"), str(r.get("runs", "-")),
+                    _num((r.get("infer_ms") or {}).get("p50"), ".3f"), _num(r.get("peak_rss_mb"), ".0f"),
+                    _num(r.get("max_abs_diff"), ".2e"), _num(r.get("eval_seconds"), ".2f")))
     return out
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def _class_rows(doc: dict) -> list[tuple[str, ...]]:
@@ -166,10 +165,10 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     plt = _pyplot()
     from matplotlib.lines import Line2D
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    frameworks = sorted({r.get("source_framework") for r in ran}, key=str)
+    models = list(dict.fromkeys(r.get("model") for r in ran))
     for r in ran:
         colour = PRECISION_COLOURS.get(r["precision"], "grey")
-        hollow = len(frameworks) > 1 and r.get("source_framework") == frameworks[-1]
+        hollow = len(models) > 1 and r.get("model") != models[0]
         ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=FORMAT_MARKERS.get(r["format"], "D"),
                    facecolors="white" if hollow else colour, edgecolors=colour, linewidths=1.8, zorder=3)
     ax.set_xlim(0, max(r["latency_ms"]["p50"] for r in ran) * 1.1)
@@ -181,10 +180,9 @@ def accuracy_latency_svg(doc: dict) -> str | None:
                for f in FORMAT_MARKERS if any(r["format"] == f for r in ran)]
     handles += [Line2D([], [], linestyle="", marker="o", color=c, label=p)
                 for p, c in PRECISION_COLOURS.items() if any(r["precision"] == p for r in ran)]
-    if len(frameworks) > 1:
-        handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor=fc, markeredgecolor="black",
-                           label=f"from {FRAMEWORK_NAMES.get(fw, fw)}")
-                    for fw, fc in ((frameworks[0], "black"), (frameworks[-1], "white"))]
+    if len(models) > 1:
+        handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor="black" if i == 0 else "white",
+                           markeredgecolor="black", label=f"from {m}") for i, m in enumerate(models)]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return _svg(fig)
 
@@ -219,6 +217,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: rig
 th { background: #f4f4f4; } td:nth-child(-n+3), th:nth-child(-n+3) { text-align: left; }
 td.status-pass { color: #177a2c; font-weight: 600; } td.status-fail, td.status-error { color: #b3261e; font-weight: 600; }
 td.status-skipped { color: #8a6d00; }
+td[class^="status-"], th:last-child { text-align: left; white-space: normal; }
 .verdict-pass { color: #177a2c; } .verdict-fail { color: #b3261e; }
 .charts { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 .charts svg { max-width: 100%; height: auto; }
@@ -285,7 +284,7 @@ def junit(doc: dict) -> str:
         return ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
 
     for r in doc["results"]:
-        cls = f"edgecnn.{target}.{re.sub(r'[^A-Za-z0-9_]+', '_', r.get('source_framework') or 'model')}"
+        cls = f"edgecnn.{target}.{re.sub(r'[^A-Za-z0-9_]+', '_', r.get('model') or 'model')}"
         label = f"{r['format']} {r['precision']}"
         tc = case(cls, f"{label} runs", float(r.get("eval_seconds") or 0.0))
         if r["status"] == "skipped":

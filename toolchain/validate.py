@@ -22,6 +22,11 @@ from .errors import BadInput
 RESULTS_SCHEMA = 1
 FORMATS = ("tflite", "ptl", "onnx")
 PRECISIONS = ("fp32", "dynamic", "int8")
+FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow"}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class ArtifactFolder:
@@ -47,18 +52,35 @@ class ArtifactFolder:
                 isinstance(e, dict) for e in entries) or "input_shape" not in model:
             raise BadInput(f"{manifest_path} is not an edgecnn manifest (no model or artifacts)")
         self.model = model
-        for e in entries:
-            name = e.get("file")
-            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-                raise BadInput(f"{manifest_path}: artifact file {name!r} is not a plain file name")
+        self._check_fields(manifest_path, model, entries)
         if only is not None and only not in {e["file"] for e in entries}:
             raise BadInput(f"{path}: not listed in {manifest_path}")
         self.entries = [e for e in entries if e.get("format") in formats and e.get("precision") in precisions
                         and (only is None or e["file"] == only)]
 
+    @staticmethod
+    def _check_fields(where: Path, model: dict, entries: list[dict]) -> None:
+        """A hand-edited or damaged manifest is bad input, named, not a crash later on."""
+        def bad(what):
+            raise BadInput(f"{where}: {what}")
+        shape = model.get("input_shape")
+        if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(d) and d > 0 for d in shape):
+            bad(f"model input_shape {shape!r} is not [height, width, channels]")
+        scaling = model.get("scaling", {})
+        if not isinstance(scaling, dict) or not isinstance(scaling.get("divide_by", 255), (int, float)) \
+                or not scaling.get("divide_by", 255) > 0:
+            bad(f"model scaling {scaling!r} is not {{'divide_by': a positive number}}")
+        for e in entries:
+            name = e.get("file")
+            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                bad(f"artifact file {name!r} is not a plain file name")
+            if e.get("status") == "ok" and not (_is_int(e.get("bytes")) and isinstance(e.get("sha256"), str)):
+                bad(f"artifact {name} has no valid bytes and sha256")
+
     @property
-    def label(self) -> str:
-        return self.model.get("source_framework") or self.folder.name
+    def framework(self) -> str:
+        fw = self.model.get("source_framework")
+        return FRAMEWORK_NAMES.get(fw, fw or self.folder.name)
 
     def verify(self) -> None:
         """Refuse to run a file that is not the one export wrote."""
@@ -70,7 +92,7 @@ class ArtifactFolder:
                 raise BadInput(f"{path}: listed in the manifest but missing")
             size = path.stat().st_size
             if size != e.get("bytes"):
-                raise BadInput(f"{path}: {size:,} bytes but the manifest says {e.get('bytes'):,}; "
+                raise BadInput(f"{path}: {size:,} bytes but the manifest says {e['bytes']:,}; "
                                f"the file is truncated or replaced, refusing to run it")
             sha, = outdir.file_digests(path, "sha256")
             if sha != e.get("sha256"):
@@ -100,7 +122,9 @@ class ArtifactFolder:
 
     def _reference(self) -> dict | None:
         info = self.manifest.get("reference") or {}
-        path = self.folder / str(info.get("file", "reference.npz"))
+        if not isinstance(info, dict):
+            raise BadInput(f"{self.folder / 'manifest.json'}: reference is not an object")
+        path = self.folder / Path(str(info.get("file", "reference.npz"))).name
         if not path.is_file():
             return None
         sha, = outdir.file_digests(path, "sha256")
@@ -108,14 +132,17 @@ class ArtifactFolder:
             raise BadInput(f"{path}: sha256 does not match the manifest; refusing to use it")
         try:
             with np.load(path) as z:
-                return {"logits": z["logits"], "labels": z["labels"]}
+                ref = {"logits": z["logits"], "labels": z["labels"]}
         except (OSError, ValueError, KeyError) as e:
             raise BadInput(f"{path}: not a reference file ({e})") from None
+        if ref["logits"].ndim != 2 or ref["labels"].ndim != 1:
+            raise BadInput(f"{path}: reference logits must be (N, classes) and labels (N,)")
+        return ref
 
 
-def _result_row(folder: ArtifactFolder, entry: dict, target_name: str, dataset: str) -> dict:
-    return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"],
-            "source_framework": folder.model.get("source_framework"), "dataset": dataset,
+def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: str, dataset: str) -> dict:
+    return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"], "folder": str(folder.folder),
+            "model": model, "source_framework": folder.model.get("source_framework"), "dataset": dataset,
             "format": entry["format"], "precision": entry["precision"], "target": target_name,
             "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256")}
 
@@ -123,14 +150,14 @@ def _result_row(folder: ArtifactFolder, entry: dict, target_name: str, dataset: 
 def _accuracy_drops(rows: list[dict]) -> None:
     """Points below the fp32 reference; without one (another dataset), below the same
     folder's fp32 artifact of the same format."""
-    fp32 = {(r["artifact"].rsplit("/", 1)[0], r["format"]): r.get("accuracy")
+    fp32 = {(r["folder"], r["format"]): r.get("accuracy")
             for r in rows if r["precision"] == "fp32" and r.get("accuracy") is not None}
     for r in rows:
         if r.get("accuracy") is None:
             continue
         base = r.get("reference_accuracy")
         if base is None:
-            base = fp32.get((r["artifact"].rsplit("/", 1)[0], r["format"]))
+            base = fp32.get((r["folder"], r["format"]))
         r["accuracy_drop"] = None if base is None else round(100 * (base - r["accuracy"]), 4)
 
 
@@ -145,6 +172,9 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: 
         raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
     for f in folders:
         f.verify()
+    # the table's model column: the source framework, and the folder where two share one
+    shared = {f.framework for f in folders if sum(g.framework == f.framework for g in folders) > 1}
+    labels = [f"{f.framework} ({f.folder.name})" if f.framework in shared else f.framework for f in folders]
 
     datasets: dict[str, data.Dataset] = {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp:
@@ -160,11 +190,11 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: 
 
         rows = []
         total = sum(len(f.entries) for f in folders)
-        for f, name, data_path, ref_acc in plans:
+        for (f, name, data_path, ref_acc), label in zip(plans, labels):
             for entry in f.entries:
-                row = _result_row(f, entry, target.name, name)
+                row = _result_row(f, label, entry, target.name, name)
                 rows.append(row)
-                where = f"{f.label} {entry['format']} {entry['precision']}"
+                where = f"{label} {entry['format']} {entry['precision']}"
                 log(f"validating [{len(rows)}/{total}] {where} on {target.name} ...")
                 if entry.get("status") != "ok":
                     row.update(status="fail", reason=f"export failed: {entry.get('reason', 'no file')}")
@@ -188,9 +218,18 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: 
         "host": {"machine": platform.machine(), "python": platform.python_version()},
         "target": target.describe(), "gates": gates,
         "bench": bench or {},
-        "passed": all(r["status"] in ("pass", "skipped") for r in rows),
+        "passed": _passed(rows, gates),
         "results": rows,
     }
+
+
+def _passed(rows: list[dict], gates: dict) -> bool:
+    """Every row that ran passed, something ran, and, when gates are set, nothing was
+    skipped: a CI gate on an artifact that was never run must not read as green."""
+    ran = [r for r in rows if r["status"] in ("pass", "fail", "error")]
+    if not ran or any(r["status"] != "pass" for r in ran):
+        return False
+    return not (gates and any(r["status"] == "skipped" for r in rows))
 
 
 def _one_line_summary(row: dict) -> str:
