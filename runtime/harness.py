@@ -79,8 +79,9 @@ def run_job(job: dict) -> dict:
 
 
 def write_atomic(path: str, text: str) -> None:
+    """Write to a temporary name in the same folder, then rename into place."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".result.", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

@@ -79,19 +79,13 @@ def write_json(path: Path, obj) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write one file beside its destination and rename it into place: a reader (or a
     crash) sees the old file or the new one, never half of one."""
+    from edgecnn.runtime.harness import write_atomic  # the harness needs it on devices too
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        write_atomic(str(path), text)
     except OSError as e:
-        raise BadInput(f"cannot write {path} ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        raise BadInput(f"cannot write {path} ({e.strerror or e})") from None
 
 
 def file_digests(path: Path, *algorithms: str) -> tuple[str, ...]:
