@@ -25,12 +25,7 @@ class LiteRTRunner(Runner):
     format = "tflite"
     runtime = "LiteRT"
 
-    @classmethod
-    def probe(cls):
-        return _interpreter_module()[1]
-
-    def _import_impl(self):
-        self.lib, self.version = _interpreter_module()
+    _runtime = staticmethod(_interpreter_module)
 
     def _load_impl(self):
         self.interp = self.lib.Interpreter(model_path=str(self.path), num_threads=self.threads)

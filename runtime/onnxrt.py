@@ -15,23 +15,17 @@ def _onnxruntime():
         import onnxruntime
     except ImportError:
         raise RuntimeMissing(OnnxRuntimeRunner.runtime, "pip install onnxruntime") from None
-    return onnxruntime
+    return onnxruntime, f"onnxruntime {onnxruntime.__version__}"
 
 
 class OnnxRuntimeRunner(Runner):
     format = "onnx"
     runtime = "ONNX Runtime"
 
-    @classmethod
-    def probe(cls):
-        return f"onnxruntime {_onnxruntime().__version__}"
-
-    def _import_impl(self):
-        self.ort = _onnxruntime()
-        self.version = f"onnxruntime {self.ort.__version__}"
+    _runtime = staticmethod(_onnxruntime)
 
     def _load_impl(self):
-        ort = self.ort
+        ort = self.lib
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1

@@ -63,7 +63,7 @@ class Runner:
     @classmethod
     def probe(cls) -> str:
         """The runtime's version if it is installed here; RuntimeMissing if not."""
-        raise NotImplementedError
+        return cls._runtime()[1]
 
     # -- the protocol --------------------------------------------------------------
     def load(self) -> "Runner":
@@ -73,7 +73,7 @@ class Runner:
             try:
                 with quiet(stdout=False):  # runtimes announce delegates on fd 2
                     t = time.perf_counter()
-                    self._import_impl()  # timed apart: a cold start pays it once per process
+                    self.lib, self.version = self._runtime()  # timed apart: paid once per process
                     self.import_ms = (time.perf_counter() - t) * 1000
                     t = time.perf_counter()
                     self._load_impl()
@@ -125,8 +125,10 @@ class Runner:
         return dict(sorted(self.load()._op_counts_impl().items()))
 
     # -- hooks for each runtime -----------------------------------------------------
-    def _import_impl(self) -> None:
-        """Import the runtime (RuntimeMissing when it is not installed) and set version."""
+    @staticmethod
+    def _runtime() -> tuple[object, str]:
+        """Import the runtime: (its module, its version); RuntimeMissing if not installed."""
+        raise NotImplementedError
 
     def _load_impl(self) -> None:
         raise NotImplementedError

@@ -11,27 +11,21 @@ from .runner import Runner, RuntimeMissing, TensorSpec
 def _torch():
     try:
         import torch
-        from torch.jit.mobile import _load_for_lite_interpreter
+        import torch.jit.mobile  # noqa: F401 (the lite interpreter's loader)
     except ImportError:
         raise RuntimeMissing(TorchLiteRunner.runtime, "pip install torch") from None
-    return torch, _load_for_lite_interpreter
+    return torch, f"torch {torch.__version__}"
 
 
 class TorchLiteRunner(Runner):
     format = "ptl"
     runtime = "PyTorch lite interpreter"
 
-    @classmethod
-    def probe(cls):
-        return f"torch {_torch()[0].__version__}"
-
-    def _import_impl(self):
-        self.torch, self._load_lite = _torch()
-        self.version = f"torch {self.torch.__version__}"
+    _runtime = staticmethod(_torch)
 
     def _load_impl(self):
-        self.torch.set_num_threads(self.threads)
-        self.module = self._load_lite(str(self.path))
+        self.lib.set_num_threads(self.threads)
+        self.module = self.lib.jit.mobile._load_for_lite_interpreter(str(self.path))
 
     def _input_spec(self):
         # a lite module does not declare its input shape (the manifest does): all dynamic
@@ -41,10 +35,10 @@ class TorchLiteRunner(Runner):
         return TensorSpec("output", [-1, -1], "NC", "float32")
 
     def _prepare_impl(self, batch):
-        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return self.lib.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
 
     def _run_impl(self, x):
-        with self.torch.inference_mode():
+        with self.lib.inference_mode():
             return self.module(x)
 
     def _finish_impl(self, y):
@@ -53,6 +47,6 @@ class TorchLiteRunner(Runner):
     def _op_counts_impl(self):
         # the lite bytecode lists operators without counts; the TorchScript graph that a
         # .ptl also carries has one node per call
-        full = self.torch.jit.load(str(self.path))
+        full = self.lib.jit.load(str(self.path))
         return dict(Counter(n.kind() for n in full.inlined_graph.nodes()
                             if n.kind().startswith(("aten::", "quantized::"))))

@@ -18,10 +18,9 @@ import numpy as np
 
 from . import __version__, data, gates as gating, outdir
 from .errors import BadInput
+from .export import ALL_PRECISIONS as PRECISIONS, FORMATS
 
 RESULTS_SCHEMA = 1
-FORMATS = ("tflite", "ptl", "onnx")
-PRECISIONS = ("fp32", "dynamic", "int8")
 FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow"}
 
 
