@@ -16,9 +16,10 @@ EVAL_BATCH = 1000
 
 
 def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, divide_by: float,
-             reference: np.ndarray | None = None, batch: int = EVAL_BATCH) -> dict:
+             reference: np.ndarray | None = None, batch: int = EVAL_BATCH, keep_logits: bool = False) -> dict:
     """`images` are the raw uint8 NHWC test images; scaling happens a batch at a time so a
-    device never holds the whole split as float32."""
+    device never holds the whole split as float32. With keep_logits the result also
+    holds the logits, for comparing one artifact across machines."""
     n = len(images)
     if not runner.batchable:
         batch = 1
@@ -40,5 +41,8 @@ def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, divide_by: 
               "agreement": None, "max_abs_diff": None}
     if reference is not None:
         result["agreement"] = float((pred == reference.argmax(1)).mean())
+        result["reference_accuracy"] = float((reference.argmax(1) == labels).mean())  # on these images
         result["max_abs_diff"] = float(np.abs(logits - reference).max())
+    if keep_logits:
+        result["logits"] = logits
     return result

@@ -6,7 +6,8 @@ runtime that crashes takes down only its own row. The job is JSON:
 
     {"artifact": PATH, "format": "tflite", "threads": 1,
      "data": NPZ (sample, images, labels[, reference]), "divide_by": 255.0,
-     "bench": {"min_runs": 200, "min_seconds": 1.0, "warmup": 20}, "out": PATH}
+     "bench": {"min_runs": 200, "min_seconds": 1.0, "warmup": 20}, "out": PATH,
+     "logits_out": PATH (optional: the logits as .npy, to compare machines)}
 
 and the result, written to "out" (stdout when absent), is one JSON object whose
 "status" is "ok", "skipped" (the runtime is not installed: reason and hint) or "error"
@@ -66,7 +67,11 @@ def run_job(job: dict) -> dict:
             result.update(bench(runner, sample, **b))
             result["peak_rss_mb"] = round(peak_rss_mb(), 1)
             reference = data["reference"] if "reference" in data.files else None
-            result.update(evaluate(runner, data["images"], data["labels"], job["divide_by"], reference))
+            result.update(evaluate(runner, data["images"], data["labels"], job["divide_by"], reference,
+                                   keep_logits=True))
+            logits = result.pop("logits")
+            if job.get("logits_out"):
+                save_atomic(job["logits_out"], logits)
     except RuntimeMissing as e:
         return dict(result, status="skipped", reason=f"{e.runtime} is not installed", hint=e.hint)
     except ArtifactError as e:
@@ -78,17 +83,24 @@ def run_job(job: dict) -> dict:
     return dict(result, status="ok")
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename into place."""
+def write_atomic(path: str, text) -> None:
+    """Write text (or bytes) to a temporary name in the same folder, then rename into place."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_atomic(path: str, array: np.ndarray) -> None:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, array)
+    write_atomic(path, buf.getvalue())
 
 
 def main(argv=None) -> int:

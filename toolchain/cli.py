@@ -132,8 +132,16 @@ def inspect(artifact, as_json):
 def _validation_options(f):
     """Options shared by validate and pipeline: where to run, what to measure, the gates."""
     opts = [
-        click.option("--target", default="local", show_default=True,
-                     help="Where to run the artifacts: local (this machine)."),
+        click.option("--target", "targets", multiple=True, default=("local",), show_default=True,
+                     help="Where to run the artifacts: local (this machine), emulated:cortex-a72 (Raspberry "
+                          "Pi 4), emulated:cortex-a76 (Pi 5), ssh://user@host[:port] (a device). Repeat for "
+                          "several."),
+        click.option("--remote-python", default="python3", show_default=True,
+                     help="The Python to run on ssh:// devices; it needs numpy and the runtimes."),
+        click.option("--ssh-config", type=click.Path(), default=None,
+                     help="An ssh config file for ssh:// targets [default: ssh's own, ~/.ssh/config]."),
+        click.option("--ssh-accept-new-host-key", "accept_new", is_flag=True,
+                     help="Trust a device's host key on first connection; a changed key is still refused."),
         click.option("--threads", type=int, default=1, show_default=True,
                      help="Runtime threads (1: single-stream edge latency)."),
         click.option("--max-accuracy-drop", type=float, default=None,
@@ -157,7 +165,8 @@ def _validation_options(f):
     return f
 
 
-def _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate_flags):
+def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python, ssh_config, accept_new,
+                      **gate_flags):
     from . import gates as gating
     from .targets import parse_target
     if bench_runs < 1 or bench_seconds < 0:
@@ -165,7 +174,9 @@ def _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate
     from_file, source = gating.load_config(Path(config) if config else None)
     if source:
         click.echo(f"edgecnn: gates from {source}", err=True)
-    return (parse_target(target, threads), gating.merge(from_file, gate_flags),
+    ssh = {"python": remote_python, "ssh_config": ssh_config, "accept_new": accept_new}
+    parsed = [parse_target(t, threads, ssh) for t in dict.fromkeys(targets)]
+    return (parsed, gating.merge(from_file, gate_flags),
             {"min_runs": bench_runs, "min_seconds": bench_seconds})
 
 
@@ -199,8 +210,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 @click.option("--report", "report_dir", type=click.Path(), default=None,
               help="Write report.md, index.html and results.json into this folder.")
 @_validation_options
-def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, target, threads, config, bench_runs,
-             bench_seconds, junit, as_json, **gate_flags):
+def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targets, threads, config, bench_runs,
+             bench_seconds, junit, as_json, remote_python, ssh_config, accept_new, **gate_flags):
     """Validate artifacts on their runtimes: accuracy, fidelity, latency, gates.
 
     ART_DIRS are folders written by `edgecnn export` (or single artifacts in one); several
@@ -210,8 +221,9 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
     from .validate import validate as run_validation
     fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
     precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision")
-    tgt, gates, bench = _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate_flags)
-    doc = run_validation(art_dirs, fmts, precs, target=tgt, gates=gates, dataset=dataset, data_dir=data_dir,
+    tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
+                                           ssh_config, accept_new, **gate_flags)
+    doc = run_validation(art_dirs, fmts, precs, targets=tgts, gates=gates, dataset=dataset, data_dir=data_dir,
                          bench=bench)
     files = report.write(doc, Path(report_dir)) if report_dir else None
     if junit:
@@ -234,29 +246,57 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
               help="Folder for runs, artifacts and report [default: runs/pipeline-DATASET].")
 @click.option("--force", is_flag=True, help="Replace what an earlier pipeline wrote there.")
 @_validation_options
-def pipeline(framework, dataset, data_dir, epochs, seed, formats, int8, calib_samples, out, force, target, threads,
-             config, bench_runs, bench_seconds, junit, as_json, **gate_flags):
+def pipeline(framework, dataset, data_dir, epochs, seed, formats, int8, calib_samples, out, force, targets, threads,
+             config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new, **gate_flags):
     """Train, export, validate and report in one go."""
     from . import export as exporting
     from .pipeline import pipeline as run_pipeline
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BadInput(f"data folder {data_dir} does not exist")
     fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
-    tgt, gates, bench = _validation_setup(target, threads, config, bench_runs, bench_seconds, **gate_flags)
+    tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
+                                           ssh_config, accept_new, **gate_flags)
     frameworks = ["torch", "tf"] if framework == "both" else [framework]
     out = Path(out) if out else Path("runs") / f"pipeline-{_slug(dataset)}"
     doc = run_pipeline(frameworks, dataset, out, force=force, data_dir=data_dir, epochs=epochs, seed=seed,
                        formats=fmts, precisions=["fp32", "int8"] if int8 else ["fp32"],
-                       calib_samples=calib_samples, target=tgt, gates=gates, bench=bench)
+                       calib_samples=calib_samples, targets=tgts, gates=gates, bench=bench)
     return _finish_validation(doc, junit, as_json, doc["report"])
 
 
-@cli.command()
+@cli.group()
+def device():
+    """Set up the environments that validate artifacts on other CPUs."""
+
+
+@device.command("setup")
+@click.argument("kind", type=click.Choice(["emulated"]))
+@click.option("--force", is_flag=True, help="Provision again even if the cached environment is current.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def doctor(as_json):
-    """Which runtimes, converters and targets are usable here, and why not."""
-    from .doctor import check, render
-    info = check()
+def device_setup(kind, force, as_json):
+    """Provision the emulated aarch64 Python (Raspberry Pi 4 and 5 CPUs) in the user cache."""
+    from . import emulation
+    info = emulation.setup(force=force)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        how = "reused" if info["reused"] else f"set up in {info['seconds']:.0f} s"
+        click.echo(f"emulated aarch64 Python 3.11 with {', '.join(f'{k} {v}' for k, v in info['versions']['wheels'].items())}: "
+                   f"{how}, in {info['root']}")
+
+
+@cli.command()
+@click.option("--target", "target", default=None,
+              help="Check a device instead: ssh://user@host[:port] (its Python and runtimes).")
+@click.option("--remote-python", default="python3", show_default=True, help="The device's Python.")
+@click.option("--ssh-config", type=click.Path(), default=None, help="An ssh config file for the device.")
+@click.option("--ssh-accept-new-host-key", "accept_new", is_flag=True,
+              help="Trust the device's host key on first connection.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def doctor(target, remote_python, ssh_config, accept_new, as_json):
+    """Which runtimes, converters and targets are usable here (or on a device), and why not."""
+    from .doctor import check, check_device, render
+    info = check_device(target, remote_python, ssh_config, accept_new) if target else check()
     click.echo(json.dumps(info) if as_json else render(info))
     return EXIT_OK if info["ok"] else EXIT_GATE
 

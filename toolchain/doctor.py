@@ -6,6 +6,8 @@ from importlib import metadata
 
 from edgecnn.runtime import RUNNERS, RuntimeMissing, runner_class
 
+from . import emulation
+
 # what export needs for each format: each requirement is a distribution, or alternatives
 # that provide the same module; checked by metadata so doctor does not pay for imports
 CONVERTERS = {"tflite": [("tensorflow", "tensorflow-cpu")], "ptl": [("torch",)],
@@ -41,10 +43,35 @@ def check() -> dict:
                            **({"reason": f"needs {', '.join(missing)}"} if missing else {})})
     targets = [{"target": "local", "usable": True,
                 "detail": f"{platform.machine()}, Python {platform.python_version()}"}]
-    targets += [{"target": t, "usable": False, "reason": "not supported by this edgecnn yet"}
-                for t in ("emulated:cortex-a72", "emulated:cortex-a76", "ssh://user@host")]
+    emu = emulation.status()
+    for cpu in ("cortex-a72", "cortex-a76"):
+        t = {"target": f"emulated:{cpu}", "usable": bool(emu["qemu"])}
+        if not emu["qemu"]:
+            t["reason"] = f"QEMU user-mode emulation is not installed; {emulation.QEMU_HINT}"
+        elif emu["provisioned"]:
+            t["detail"] = f"{emulation.CPUS[cpu]['board']}; environment ready in {emu['root']}"
+        else:
+            t["detail"] = (f"{emulation.CPUS[cpu]['board']}; environment not set up yet: the first use sets it "
+                           f"up (about a minute), or run `edgecnn device setup emulated`")
+        targets.append(t)
+    targets.append({"target": "ssh://user@host", "usable": False, "reason": "not supported by this edgecnn yet"})
     return {"runtimes": runtimes, "converters": converters, "targets": targets,
             "ok": all(r["usable"] for r in runtimes)}
+
+
+def check_device(url: str, python: str, ssh_config, accept_new: bool) -> dict:
+    from .errors import BadInput
+    from .targets import SshTarget
+    if not url.startswith("ssh://"):
+        raise BadInput(f"doctor --target takes an ssh://user@host[:port] device, not {url!r}")
+    device = SshTarget(url, python=python, ssh_config=ssh_config, accept_new=accept_new)
+    device.setup(log=lambda msg: None)
+    try:
+        runtimes = device.probe_runtimes()
+    finally:
+        device.close()
+    target = {"target": url, "usable": True, "detail": f"{device.machine}, Python {device.pyver} ({python})"}
+    return {"runtimes": runtimes, "converters": [], "targets": [target], "ok": all(r["usable"] for r in runtimes)}
 
 
 def render(info: dict) -> str:
@@ -52,7 +79,8 @@ def render(info: dict) -> str:
     for r in info["runtimes"]:
         state = f"ok     {r['version']}" if r["usable"] else f"MISSING  {r['reason']}; {r['hint']}"
         lines.append(f"  {r['format']:<7} {r['runtime']:<26} {state}")
-    lines.append("converters (export):")
+    if info["converters"]:
+        lines.append("converters (export):")
     for c in info["converters"]:
         state = ("ok     " + ", ".join(f"{k} {v}" for k, v in c["versions"].items())) if c["usable"] \
             else f"MISSING  {c['reason']}"

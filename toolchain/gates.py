@@ -84,11 +84,34 @@ def merge(config: dict, flags: dict) -> dict:
     return {k: gates[k] for k in GATES if k in gates}
 
 
-def check(result: dict, gates: dict) -> list[dict]:
-    """One entry per gate: its limit, the measured value and whether it passed."""
+# Another machine (an emulated ARM CPU, a device) must give this machine's answers for
+# the same file: ARM kernels that compute wrongly are what these targets exist to catch.
+# int8 outputs are integers on both, so every top-1 must match; fp32 may differ in the
+# last bits of a sum's order, never by more than 1e-4.
+HOST_GATES = {
+    "min_host_agreement": ("top-1 agreement with the local run", "%",
+                           lambda r: None if r.get("host_agreement") is None else 100 * r["host_agreement"],
+                           operator.ge),
+    "max_host_diff": ("max abs logit difference from the local run", "",
+                      lambda r: r.get("host_max_abs_diff"), operator.le),
+}
+
+
+def check_host(result: dict) -> list[dict]:
+    limits = {"min_host_agreement": 100.0}
+    if result.get("precision") == "fp32":
+        limits["max_host_diff"] = 1e-4
+    return check(result, limits, HOST_GATES)
+
+
+def check(result: dict, gates: dict, known: dict = GATES) -> list[dict]:
+    """One entry per gate: its limit, the measured value and whether it passed. A latency
+    gate does not apply to emulated runs: emulated time is not a device's."""
     out = []
     for name, limit in gates.items():
-        what, unit, measure, passes = GATES[name]
+        if name == "max_latency_ms" and result.get("emulated"):
+            continue
+        what, unit, measure, passes = known[name]
         value = measure(result)
         entry = {"gate": name, "limit": limit, "unit": unit, "value": value}
         if value is None:

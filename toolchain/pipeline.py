@@ -19,7 +19,7 @@ from . import data, export as exporting, outdir, report, train as training, vali
 
 def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
              epochs: int | None = None, seed: int = 0, formats=("tflite", "ptl", "onnx"),
-             precisions=("fp32",), calib_samples: int = 500, target=None, gates=None, bench=None,
+             precisions=("fp32",), calib_samples: int = 500, targets=None, gates=None, bench=None,
              log=None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
@@ -44,7 +44,7 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
             steps[f"export_{fw}"] = round(time.perf_counter() - t, 1)
             artifact_dirs.append(out / "artifacts" / fw)
         t = time.perf_counter()
-        doc = validation.validate(artifact_dirs, target=target, gates=gates, data_dir=data_dir, bench=bench, log=log)
+        doc = validation.validate(artifact_dirs, targets=targets, gates=gates, data_dir=data_dir, bench=bench, log=log)
         steps["validate"] = round(time.perf_counter() - t, 1)
         doc["pipeline"] = {"dataset": dataset, "frameworks": list(frameworks), "trained": trained,
                            "seconds": steps}

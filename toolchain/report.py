@@ -35,21 +35,27 @@ def _status(r: dict, width: int = 70) -> str:
 
 
 def rows(doc: dict) -> list[tuple[str, ...]]:
-    header = ("model", "format", "precision", "size", "accuracy", "Δ acc", "agreement", "p50 ms", "p90 ms",
-              "status")
+    """The main table. With targets other than `local` it gains a target column and the
+    agreement with the local run; emulated rows show no latency (it is not a device's)."""
+    multi = any(r["target"] != "local" for r in doc["results"])
+    header = ("model", *(("target",) if multi else ()), "format", "precision", "size", "accuracy", "Δ acc",
+              "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms", "status")
     out = [header]
     for r in doc["results"]:
         ran = r.get("accuracy") is not None
         drop = r.get("accuracy_drop")
+        lat = r.get("latency_ms")
+        host = r.get("host_agreement")
         out.append((
-            r.get("model") or "?",
+            r.get("model") or "?", *((r["target"],) if multi else ()),
             r["format"], r["precision"],
             f"{r['size_bytes'] / 1024:,.0f} KB" if r.get("size_bytes") else "-",
             f"{r['accuracy']:.2%}" if ran else "-",
             "-" if drop is None else f"{-drop + 0.0:+.2f}".replace("-0.00", "+0.00"),
             "-" if r.get("agreement") is None else f"{r['agreement']:.2%}",
-            f"{r['latency_ms']['p50']:.3f}" if ran else "-",
-            f"{r['latency_ms']['p90']:.3f}" if ran else "-",
+            *(("-" if host is None else f"{host:.2%}",) if multi else ()),
+            f"{lat['p50']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
+            f"{lat['p90']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
             _status(r)))
     return out
 
@@ -62,9 +68,13 @@ def table(doc: dict) -> str:
 
 
 def _target_line(doc: dict) -> str:
-    t = doc["target"]
-    kind = "emulated" if t.get("emulated") else "native"
-    return f"{t['name']} ({kind} {t.get('machine', '?')}, {t.get('cpu', '?')}, {t.get('threads', 1)} thread(s))"
+    lines = []
+    for t in doc.get("targets") or [doc["target"]]:
+        kind = "emulated" if t.get("emulated") else "native"
+        extra = f", first {t['samples']} test images" if t.get("samples") else ""
+        lines.append(f"{t['name']} ({kind} {t.get('machine', '?')}, {t.get('cpu', '?')}, "
+                     f"{t.get('threads', 1)} thread(s){extra})")
+    return "; ".join(lines)
 
 
 def _gates_line(doc: dict) -> str:
@@ -174,7 +184,7 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     ax.set_xlim(0, max(r["latency_ms"]["p50"] for r in ran) * 1.1)
     ax.set_xlabel("p50 latency, batch 1 (ms)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Accuracy against latency on {doc['target']['name']}")
+    ax.set_title(f"Accuracy against latency on {', '.join(sorted({r['target'] for r in ran}))}")
     ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], linestyle="", marker=FORMAT_MARKERS[f], color="black", label=FORMAT_NAMES[f])
                for f in FORMAT_MARKERS if any(r["format"] == f for r in ran)]

@@ -1,22 +1,35 @@
 """Where an artifact is judged. A target runs the runtime harness
 (`python -m edgecnn.runtime.harness JOB.json`) once per artifact and reads back its JSON.
 
-`local` is this machine, single-stream by default (one thread). The emulated Pi-class
-CPUs and ssh:// devices come in later as more classes with the same `run` method.
+- `local`: this machine, single-stream by default (one thread).
+- `emulated:cortex-a72` (Raspberry Pi 4), `emulated:cortex-a76` (Raspberry Pi 5): an
+  aarch64 Python under QEMU user-mode emulation (see emulation.py) running `runtime/`
+  copied as a bundle, on a subset of the test split. Its answers are compared with this
+  machine's; its timings are labelled emulated and are not device latencies.
+- `ssh://user@host[:port]`: a real device, through the system OpenSSH client: the
+  bundle, the artifact and the evaluation data are copied to a temporary folder there,
+  the device's Python runs the harness, and the JSON and logits come back.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from . import emulation
 from .errors import BadInput
 
 HARNESS_TIMEOUT_S = 900
-KNOWN = ("local",)
+EMULATED_SAMPLES = 1000   # test images per artifact under emulation (about 125x slower than native)
+EMULATED_BENCH = {"min_runs": 20, "min_seconds": 0.0, "warmup": 2}  # emulated time is not a device's
+KNOWN = ("local", *(f"emulated:{m}" for m in ("cortex-a72", "cortex-a76")), "ssh://user@host[:port]")
 
 
 def _cpu_model() -> str:
@@ -29,42 +42,298 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-class LocalTarget:
-    name = "local"
+def _last_line(text: str) -> str:
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")[:300]
+
+
+class HarnessTarget:
+    """Runs one job per artifact in a fresh interpreter; a crash becomes an error row."""
+    name = ""
     emulated = False
 
     def __init__(self, threads: int = 1):
         self.threads = threads
 
     def describe(self) -> dict:
-        return {"name": self.name, "emulated": self.emulated, "machine": platform.machine(),
-                "cpu": _cpu_model(), "cores": os.cpu_count(), "threads": self.threads,
-                "python": platform.python_version()}
+        raise NotImplementedError
+
+    def _command(self, job_path: Path, workdir: Path) -> tuple[list[str], dict]:
+        raise NotImplementedError
+
+    def runs_format(self, fmt: str) -> bool:
+        return True
+
+    def _job(self, job: dict, workdir: Path) -> dict:
+        """The job as this target runs it, or a skip row (with "status") when it cannot."""
+        return job
 
     def run(self, job: dict, workdir: Path) -> dict:
-        """Run one job in a fresh interpreter; a crash becomes an error result, not ours."""
-        job = dict(job, threads=self.threads, out=str(workdir / "result.json"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        job = self._job(dict(job, threads=self.threads, out=str(workdir / "result.json")), workdir)
+        if "status" in job:  # the target cannot run this artifact: a skip row
+            return job
         job_path = workdir / "job.json"
         job_path.write_text(json.dumps(job))
         result_path = Path(job["out"])
         result_path.unlink(missing_ok=True)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+        cmd, env = self._command(job_path, workdir)
         try:
-            proc = subprocess.run([sys.executable, "-m", "edgecnn.runtime.harness", str(job_path)],
-                                  capture_output=True, text=True, env=env, timeout=HARNESS_TIMEOUT_S)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S,
+                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **env))
         except subprocess.TimeoutExpired:
-            return {"status": "error", "reason": f"the harness ran past {HARNESS_TIMEOUT_S} s"}
+            return {"status": "error", "reason": f"the harness ran past {HARNESS_TIMEOUT_S} s on {self.name}"}
         if proc.returncode != 0 or not result_path.is_file():
             how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
                    else f"exited with status {proc.returncode}")
-            last = next((ln for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
-            return {"status": "error", "reason": f"the harness {how}" + (f": {last.strip()[:300]}" if last else "")}
-        return json.loads(result_path.read_text())
+            last = _last_line(proc.stderr)
+            return {"status": "error", "reason": f"the harness {how} on {self.name}" + (f": {last}" if last else "")}
+        result = json.loads(result_path.read_text())
+        if self.emulated and "latency_ms" in result:
+            # emulated time says nothing about a device: kept, but under names no one
+            # will put beside real latencies
+            for key in ("latency_ms", "infer_ms", "first_ms", "load_ms", "import_ms"):
+                result[f"emulated_{key}"] = result.pop(key, None)
+        return result
 
 
-def parse_target(text: str, threads: int) -> LocalTarget:
+class LocalTarget(HarnessTarget):
+    name = "local"
+
+    def describe(self) -> dict:
+        return {"name": self.name, "emulated": False, "machine": platform.machine(), "cpu": _cpu_model(),
+                "cores": os.cpu_count(), "threads": self.threads, "python": platform.python_version()}
+
+    def _command(self, job_path, workdir):
+        return [sys.executable, "-m", "edgecnn.runtime.harness", str(job_path)], {}
+
+
+def runtime_bundle(dest: Path) -> Path:
+    """edgecnn/runtime/ alone, as it is copied to a device: numpy plus a runtime is all
+    it needs, and nothing of toolchain/ or converters/ comes along."""
+    from edgecnn import runtime
+    if not (dest / "edgecnn" / "runtime").is_dir():
+        (dest / "edgecnn").mkdir(parents=True, exist_ok=True)
+        (dest / "edgecnn" / "__init__.py").write_text("")
+        shutil.copytree(Path(runtime.__file__).parent, dest / "edgecnn" / "runtime",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+class EmulatedTarget(HarnessTarget):
+    emulated = True
+
+    def __init__(self, cpu: str, threads: int = 1, samples: int = EMULATED_SAMPLES):
+        super().__init__(threads)
+        self.cpu, self.samples, self.name = cpu, samples, f"emulated:{cpu}"
+
+    def describe(self) -> dict:
+        return {"name": self.name, "emulated": True, "machine": "aarch64",
+                "cpu": f"{self.cpu} ({emulation.CPUS[self.cpu]['board']}) under QEMU user-mode emulation",
+                "threads": self.threads, "python": "3.11", "samples": self.samples}
+
+    def setup(self, log=None) -> dict:
+        return emulation.setup(log=log)
+
+    def runs_format(self, fmt):
+        return fmt != "ptl"
+
+    def _job(self, job, workdir):
+        if not self.runs_format(job["format"]):
+            return {"status": "skipped", "runtime": "PyTorch lite interpreter",
+                    "reason": "the PyTorch lite interpreter is not provisioned under emulation "
+                              "(its aarch64 wheel is 427 MB)",
+                    "hint": "validate .ptl on a real device: --target ssh://user@host"}
+        return dict(job, data=str(self._subset(Path(job["data"]), workdir.parent)), bench=EMULATED_BENCH)
+
+    def _subset(self, data: Path, shared: Path) -> Path:
+        """The first `samples` test images (the same for every emulated target)."""
+        path = shared / f"{data.stem}-first{self.samples}.npz"
+        if not path.is_file():
+            with np.load(data) as z:
+                arrays = {k: (z[k] if k == "sample" else z[k][:self.samples]) for k in z.files}
+            np.savez(path, **arrays)
+        return path
+
+    def _command(self, job_path, workdir):
+        bundle = runtime_bundle(workdir.parent / "bundle")
+        cmd, env = emulation.command(self.cpu, ["-m", "edgecnn.runtime.harness", str(job_path)])
+        env["PYTHONPATH"] = f"{bundle}{os.pathsep}{env['PYTHONPATH']}"
+        return cmd, env
+
+
+def parse_target(text: str, threads: int, ssh: dict | None = None):
     if threads < 1:
         raise BadInput(f"--threads must be 1 or more, not {threads}")
     if text == "local":
         return LocalTarget(threads)
+    if text.startswith("ssh://"):
+        return SshTarget(text, threads, **(ssh or {}))
+    kind, sep, cpu = text.partition(":")
+    if kind == "emulated" and sep:
+        if cpu not in emulation.CPUS:
+            raise BadInput(f"unknown emulated CPU {cpu!r}; choose {', '.join(emulation.CPUS)}")
+        return EmulatedTarget(cpu, threads)
     raise BadInput(f"unknown target {text!r}; usable targets: {', '.join(KNOWN)}")
+
+
+SSH_CONNECT_TIMEOUT_S = 10
+# what OpenSSH says, and what it means for the user
+SSH_ERRORS = (
+    ("Host key verification failed", "its host key is unknown or has changed, so it is refused; add the key to "
+                                     "known_hosts (ssh-keyscan), or pass --ssh-accept-new-host-key for a first "
+                                     "connection to a host never seen before"),
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "its host key has changed, so it is refused"),
+    ("Permission denied", "it refused the key (check the user, the key and the agent)"),
+    ("Connection refused", "it is unreachable (connection refused)"),
+    ("timed out", "it is unreachable (connection timed out)"),
+    ("Could not resolve hostname", "it is unreachable (the host name does not resolve)"),
+    ("No route to host", "it is unreachable (no route to host)"),
+)
+
+
+class SshTarget(HarnessTarget):
+    """A real device over the system OpenSSH client in batch mode: the user's ssh config,
+    keys and agent work, and host keys are checked (an unknown or changed key is refused
+    unless --ssh-accept-new-host-key allows a first connection)."""
+
+    def __init__(self, url: str, threads: int = 1, python: str = "python3", ssh_config: str | None = None,
+                 accept_new: bool = False):
+        super().__init__(threads)
+        rest = url[len("ssh://"):]
+        userhost, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+        if not userhost or "/" in rest or (port and not port.isdigit()):
+            raise BadInput(f"target {url!r} is not ssh://[user@]host[:port]")
+        self.name, self.host, self.port, self.python = url, userhost, port, python
+        self.ssh_config, self.accept_new = ssh_config, accept_new
+        self.remote_dir: str | None = None
+        self.failure: str | None = None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "emulated": False, "machine": getattr(self, "machine", "?"),
+                "cpu": getattr(self, "cpu", "?"), "threads": self.threads, "python": getattr(self, "pyver", "?")}
+
+    def _opts(self, port_flag: str) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_CONNECT_TIMEOUT_S}",
+                "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new else 'yes'}"]
+        if self.ssh_config:
+            opts += ["-F", self.ssh_config]
+        if self.port:
+            opts += [port_flag, self.port]
+        return opts
+
+    def _explain(self, stderr: str) -> str:
+        for needle, meaning in SSH_ERRORS:
+            if needle in stderr:
+                return f"{self.name}: {meaning}"
+        return f"{self.name}: ssh failed ({_last_line(stderr)})"
+
+    def _ssh(self, command: str, timeout: float = HARNESS_TIMEOUT_S) -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", *self._opts("-p"), self.host, command], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def _scp(self, sources: list[str], dest: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(["scp", "-q", "-r", *self._opts("-P"), *sources, dest], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def setup(self, log=None) -> None:
+        """Connect, make a working folder on the device and copy the runtime bundle there.
+        A failure is kept and reported on this target's rows: other devices go on."""
+        if shutil.which("ssh") is None or shutil.which("scp") is None:
+            raise BadInput("the ssh:// targets need the OpenSSH client (ssh and scp) on PATH")
+        log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        try:
+            proc = self._ssh(f"{self.python} -c 'import platform, sys; print(platform.machine(), "
+                             f"platform.python_version())' && mktemp -d /tmp/edgecnn.XXXXXX",
+                             timeout=SSH_CONNECT_TIMEOUT_S + 60)
+        except subprocess.TimeoutExpired:
+            self.failure = f"{self.name}: it did not answer within {SSH_CONNECT_TIMEOUT_S + 60} s"
+            return
+        if proc.returncode == 255:
+            self.failure = self._explain(proc.stderr)
+            return
+        lines = proc.stdout.split()
+        if proc.returncode != 0 or len(lines) < 3:
+            self.failure = f"{self.name}: its Python {self.python!r} does not run ({_last_line(proc.stderr)})"
+            return
+        self.machine, self.pyver, self.remote_dir = lines[0], lines[1], lines[2]
+        self.cpu = f"{self.machine} device"
+        bundle = runtime_bundle(Path(tempfile.mkdtemp(prefix="edgecnn-bundle-")))
+        copied = self._scp([str(bundle / "edgecnn")], f"{self.host}:{self.remote_dir}/")
+        if copied.returncode != 0:
+            self.failure = self._explain(copied.stderr)
+        else:
+            log(f"{self.name}: {self.machine}, Python {self.pyver}, working in {self.remote_dir}")
+
+    def run(self, job: dict, workdir: Path) -> dict:
+        if self.failure:
+            return {"status": "error", "reason": self.failure}
+        workdir.mkdir(parents=True, exist_ok=True)
+        d = self.remote_dir
+        data_name = f"{Path(job['data']).stem}.npz"
+        remote = dict(job, threads=self.threads, artifact=f"{d}/{Path(job['artifact']).name}",
+                      data=f"{d}/{data_name}", out=f"{d}/result.json", logits_out=f"{d}/logits.npy")
+        job_path = workdir / "job.json"
+        job_path.write_text(json.dumps(remote))
+        sources = [job["artifact"], str(job_path)]
+        if data_name not in getattr(self, "_sent", set()):
+            sources.append(job["data"])
+        copied = self._scp(sources, f"{self.host}:{d}/")
+        if copied.returncode != 0:
+            return {"status": "error", "reason": self._explain(copied.stderr)}
+        self._sent = getattr(self, "_sent", set()) | {data_name}
+        try:
+            proc = self._ssh(f"cd {d} && PYTHONPATH={d} {self.python} -m edgecnn.runtime.harness job.json")
+        except subprocess.TimeoutExpired:
+            return {"status": "error", "reason": f"{self.name}: the harness ran past {HARNESS_TIMEOUT_S} s"}
+        if proc.returncode == 255:
+            return {"status": "error", "reason": self._explain(proc.stderr)}
+        if proc.returncode != 0:
+            last = _last_line(proc.stderr)
+            missing = "No module named 'numpy'" in last
+            return {"status": "error", "reason": f"{self.name}: " + (
+                "the device's Python lacks numpy (pip install numpy)" if missing
+                else f"the harness exited with status {proc.returncode}: {last}")}
+        fetched = self._scp([f"{self.host}:{d}/result.json", f"{self.host}:{d}/logits.npy"], str(workdir))
+        if not (workdir / "result.json").is_file():
+            # a skipped or failed row writes no logits: the result alone is enough
+            fetched = self._scp([f"{self.host}:{d}/result.json"], str(workdir))
+            if fetched.returncode != 0:
+                return {"status": "error", "reason": self._explain(fetched.stderr)}
+        result = json.loads((workdir / "result.json").read_text())
+        if (workdir / "logits.npy").is_file() and job.get("logits_out"):
+            os.replace(workdir / "logits.npy", job["logits_out"])
+        if result.get("status") == "skipped":
+            # on a device the user named, a missing runtime is an environment to fix
+            return dict(result, status="error",
+                        reason=f"{self.name}: the device lacks {result.get('reason', '').replace(' is not installed', '')}"
+                               f" ({result.get('hint', '')})")
+        return result
+
+    def probe_runtimes(self) -> list[dict]:
+        """What doctor --target shows: each runtime on the device, or what it lacks."""
+        script = ("import json; from edgecnn.runtime import RUNNERS, RuntimeMissing, runner_class\n"
+                  "out = []\n"
+                  "for fmt in RUNNERS:\n"
+                  "    cls = runner_class(fmt)\n"
+                  "    try: out.append({'format': fmt, 'runtime': cls.runtime, 'usable': True, 'version': cls.probe()})\n"
+                  "    except RuntimeMissing as e: out.append({'format': fmt, 'runtime': cls.runtime, 'usable': False,"
+                  " 'reason': str(e), 'hint': e.hint})\n"
+                  "print(json.dumps(out))\n")
+        if self.failure:
+            raise BadInput(self.failure)
+        proc = subprocess.run(["ssh", *self._opts("-p"), self.host,
+                               f"cd {self.remote_dir} && PYTHONPATH={self.remote_dir} {self.python} -"],
+                              input=script, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            last = _last_line(proc.stderr)
+            if "No module named 'numpy'" in last:
+                raise BadInput(f"{self.name}: the device's Python lacks numpy (pip install numpy)")
+            raise BadInput(self._explain(proc.stderr) if proc.returncode == 255 else f"{self.name}: {last}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        if self.remote_dir:
+            try:
+                self._ssh(f"rm -rf {self.remote_dir}", timeout=30)
+            except subprocess.TimeoutExpired:
+                pass

@@ -9,8 +9,11 @@ pass or fail. The result is one JSON-able document that the reports render.
 from __future__ import annotations
 
 import platform
+import re
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,9 +101,9 @@ class ArtifactFolder:
                 raise BadInput(f"{path}: sha256 {sha[:16]}... does not match the manifest's "
                                f"{str(e.get('sha256'))[:16]}...; refusing to run it")
 
-    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> tuple[Path, float | None]:
-        """Write the harness's data file; returns it and the fp32 reference accuracy (None
-        when the reference logits do not belong to this dataset)."""
+    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> Path:
+        """Write the harness's data file, with the fp32 reference logits when they belong
+        to this dataset's test split."""
         shape = tuple(self.model["input_shape"])
         if ds.input_shape != shape:
             raise BadInput(f"{self.folder}: the artifacts take {'x'.join(map(str, shape))} images but "
@@ -110,14 +113,12 @@ class ArtifactFolder:
             raise BadInput(f"{self.folder}: the artifacts have {n_classes} classes but dataset "
                            f"{dataset_name!r} has {ds.num_classes}")
         arrays = {"sample": ds.x_test[:1], "images": ds.x_test, "labels": ds.y_test}
-        ref_acc = None
         if dataset_name == self.model.get("dataset"):
             ref = self._reference()
             if ref is not None and len(ref["labels"]) == len(ds.y_test) and (ref["labels"] == ds.y_test).all():
                 arrays["reference"] = ref["logits"]
-                ref_acc = float((ref["logits"].argmax(1) == ds.y_test).mean())
         np.savez(path, **arrays)
-        return path, ref_acc
+        return path
 
     def _reference(self) -> dict | None:
         info = self.manifest.get("reference") or {}
@@ -149,22 +150,22 @@ def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: st
 def _accuracy_drops(rows: list[dict]) -> None:
     """Points below the fp32 reference; without one (another dataset), below the same
     folder's fp32 artifact of the same format."""
-    fp32 = {(r["folder"], r["format"]): r.get("accuracy")
+    fp32 = {(r["folder"], r["format"], r["target"]): r.get("accuracy")
             for r in rows if r["precision"] == "fp32" and r.get("accuracy") is not None}
     for r in rows:
         if r.get("accuracy") is None:
             continue
         base = r.get("reference_accuracy")
         if base is None:
-            base = fp32.get((r["folder"], r["format"]))
+            base = fp32.get((r["folder"], r["format"], r["target"]))
         r["accuracy_drop"] = None if base is None else round(100 * (base - r["accuracy"]), 4)
 
 
-def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: dict | None = None,
+def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates: dict | None = None,
              dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None) -> dict:
     from .targets import LocalTarget
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    target = target or LocalTarget()
+    targets = list(targets or [LocalTarget()])
     gates = gates or {}
     folders = [ArtifactFolder(p, formats, precisions) for p in paths]
     if not any(f.entries for f in folders):
@@ -174,9 +175,17 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: 
     # the table's model column: the source framework, and the folder where two share one
     shared = {f.framework for f in folders if sum(g.framework == f.framework for g in folders) > 1}
     labels = [f"{f.framework} ({f.folder.name})" if f.framework in shared else f.framework for f in folders]
+    # another machine's answers are judged against this machine's run of the same file
+    host = next((t for t in targets if t.name == "local"), None)
+    hidden_host = host is None and any(t.name != "local" for t in targets)
+    if hidden_host:
+        host = LocalTarget()
+    for t in targets:
+        if hasattr(t, "setup"):
+            t.setup(log=log)
 
     datasets: dict[str, data.Dataset] = {}
-    with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp, _closing(targets):
         work = Path(tmp)
         plans = []
         for f in folders:
@@ -185,29 +194,54 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: 
                 raise BadInput(f"{f.folder}/manifest.json names no dataset; pass --dataset")
             if name not in datasets:
                 datasets[name] = data.load(name, data_dir)
-            plans.append((f, name, *f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
+            plans.append((f, name, f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
 
         rows = []
-        total = sum(len(f.entries) for f in folders)
-        for (f, name, data_path, ref_acc), label in zip(plans, labels):
+        total = sum(len(f.entries) for f in folders) * len(targets)
+        for (f, name, data_path), label in zip(plans, labels):
             for entry in f.entries:
-                row = _result_row(f, label, entry, target.name, name)
-                rows.append(row)
-                where = f"{label} {entry['format']} {entry['precision']}"
-                log(f"validating [{len(rows)}/{total}] {where} on {target.name} ...")
-                if entry.get("status") != "ok":
-                    row.update(status="fail", reason=f"export failed: {entry.get('reason', 'no file')}")
-                    continue
                 job = {"artifact": str((f.folder / entry["file"]).resolve()), "format": entry["format"],
                        "data": str(data_path), "divide_by": float(f.model.get("scaling", {}).get("divide_by", 255)),
                        "bench": bench or {}}
-                (work / "job").mkdir(exist_ok=True)
-                row.update(target.run(job, work / "job"), reference_accuracy=ref_acc)
-                log(f"validating [{len(rows)}/{total}] {where}: {_one_line_summary(row)}")
+                where = f"{label} {entry['format']} {entry['precision']}"
+                others = [t for t in targets if t is not host]
+                if hidden_host and not any(t.runs_format(entry["format"]) for t in others):
+                    run_order = others  # no other target runs this format: no reference needed
+                else:
+                    run_order = ([host] if host else []) + others
+                if entry.get("status") != "ok":
+                    for target in targets:
+                        rows.append(_result_row(f, label, entry, target.name, name))
+                        rows[-1].update(status="fail", reason=f"export failed: {entry.get('reason', 'no file')}")
+                    continue
+                host_logits = None
+                if run_order and run_order[0] is host:
+                    # alone: nothing else may run beside a latency measurement on this machine
+                    row = _result_row(f, label, entry, host.name, name)
+                    if hidden_host:
+                        log(f"validating {where} on local (the reference for other targets) ...")
+                    else:
+                        rows.append(row)
+                        log(f"validating [{len(rows)}/{total}] {where} on local ...")
+                    host_logits = _run_one(host, job, row, work, log, where)
+                    run_order = run_order[1:]
+                # the other machines do not share this one's clock: devices run in parallel
+                others_rows = [_result_row(f, label, entry, t.name, name) for t in run_order]
+                rows.extend(others_rows)
+                if run_order:
+                    log(f"validating {where} on {', '.join(t.name for t in run_order)} ...")
+                with ThreadPoolExecutor(max_workers=len(run_order) or 1) as pool:
+                    logits = list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where),
+                                           zip(run_order, others_rows)))
+                for row, got in zip(others_rows, logits):
+                    if got is not None:
+                        row.update(_against_host(got, host_logits))
     _accuracy_drops(rows)
     for row in rows:
         if row["status"] == "ok":
             row["gates"] = gating.check(row, gates)
+            if row["target"] != "local":
+                row["gates"] += gating.check_host(row)
             row["status"] = "pass" if all(g["passed"] for g in row["gates"]) else "fail"
         else:
             row.setdefault("gates", [])
@@ -215,11 +249,41 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, target=None, gates: 
         "schema": RESULTS_SCHEMA, "edgecnn": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": {"machine": platform.machine(), "python": platform.python_version()},
-        "target": target.describe(), "gates": gates,
+        "target": targets[0].describe(), "targets": [t.describe() for t in targets], "gates": gates,
         "bench": bench or {},
         "passed": _passed(rows, gates),
         "results": rows,
     }
+
+
+@contextmanager
+def _closing(targets):
+    """Devices get their working folders removed, whatever happens."""
+    try:
+        yield
+    finally:
+        for t in targets:
+            if hasattr(t, "close"):
+                t.close()
+
+
+def _run_one(target, job: dict, row: dict, work: Path, log, where: str) -> np.ndarray | None:
+    """Run one artifact on one target into `row`; the logits when it ran."""
+    logits_path = work / f"logits-{id(row)}.npy"
+    result = target.run(dict(job, logits_out=str(logits_path)),
+                        work / ("job-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", target.name)))
+    row.update(result, emulated=target.emulated)
+    log(f"validating {where} on {target.name}: {_one_line_summary(row)}")
+    return np.load(logits_path) if result.get("status") == "ok" and logits_path.is_file() else None
+
+
+def _against_host(logits: np.ndarray, host: np.ndarray | None) -> dict:
+    """Fidelity of another machine's answers to this machine's, image by image."""
+    if host is None or len(host) < len(logits):
+        return {"host_agreement": None, "host_max_abs_diff": None}
+    host = host[:len(logits)]
+    return {"host_agreement": float((logits.argmax(1) == host.argmax(1)).mean()),
+            "host_max_abs_diff": float(np.abs(logits - host).max())}
 
 
 def _passed(rows: list[dict], gates: dict) -> bool:
@@ -234,6 +298,10 @@ def _passed(rows: list[dict], gates: dict) -> bool:
 def _one_line_summary(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['status']}: {row.get('reason', '')}"
+    if row.get("emulated"):
+        agree = row.get("host_agreement")
+        return (f"accuracy {row['accuracy']:.2%} on {row['samples']} images, agreement with local "
+                f"{'-' if agree is None else f'{agree:.2%}'}, max abs diff {row.get('host_max_abs_diff')}")
     return (f"accuracy {row['accuracy']:.2%}, p50 {row['latency_ms']['p50']:.3f} ms, "
             f"{row['runs']} runs, eval {row['eval_seconds']:.2f} s")
 

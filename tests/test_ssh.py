@@ -1,0 +1,133 @@
+"""ssh:// targets against a real OpenSSH server on loopback, treated as the device: a
+throwaway host key and user key, a high port, and the system ssh client."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST_BENCH, edgecnn
+
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").is_file() else None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A running sshd and an ssh config whose host `pi` reaches it with a trusted key."""
+    if SSHD is None or shutil.which("ssh") is None or os.geteuid() != 0:
+        if os.environ.get("EDGECNN_REQUIRE_SSH") == "1":
+            pytest.fail("openssh-server and running as root are required for the ssh tests")
+        pytest.skip("needs openssh-server and root (sshd switches users)")
+    d = tmp_path_factory.mktemp("sshd")
+    _keygen(d / "host_key")
+    _keygen(d / "user_key")
+    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "Subsystem sftp internal-sftp\n")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    host_pub = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    (d / "ssh_config").write_text(
+        f"Host pi\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {d / 'user_key'}\n"
+        f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n")
+    yield {"dir": d, "port": port, "config": str(d / "ssh_config")}
+    server.terminate()
+    server.wait(timeout=10)
+
+
+PYTHON = str(Path(os.sys.executable))  # the project's own Python has numpy and every runtime
+
+
+def _workdirs(device) -> set:
+    out = subprocess.run(["ssh", "-F", device["config"], "pi", "ls -d /tmp/edgecnn.* 2>/dev/null"],
+                         capture_output=True, text=True).stdout
+    return set(out.split())
+
+
+def test_validate_on_a_device_over_ssh(device, digits_artifacts):
+    before = _workdirs(device)
+    r = edgecnn("validate", digits_artifacts, "--target", "ssh://pi", "--target", "local", "--ssh-config",
+                device["config"], "--remote-python", PYTHON, *FAST_BENCH, "--json")
+    assert r.code == 0, r
+    rows = r.json["results"]
+    remote = [x for x in rows if x["target"] == "ssh://pi"]
+    assert len(remote) == 6 and all(x["status"] == "pass" for x in remote), remote
+    for x in remote:
+        assert x["host_agreement"] == 1.0 and x["latency_ms"]["p50"] > 0 and not x["emulated"]
+    # the device's working folder is gone afterwards
+    assert _workdirs(device) == before
+
+
+def _error_line(r):
+    assert r.code == 2 and "Traceback" not in r.err, r
+    return r.err.strip().splitlines()[-1]
+
+
+def test_unreachable_refused_key_changed_host_key_and_missing_runtime(device, digits_artifacts, tmp_path):
+    base = ["validate", digits_artifacts, "--formats", "onnx", *FAST_BENCH, "--remote-python", PYTHON]
+    # nothing listens on this port
+    cfg = tmp_path / "closed"
+    cfg.write_text(Path(device["config"]).read_text().replace(f"Port {device['port']}", f"Port {_free_port()}"))
+    assert "unreachable (connection refused)" in _error_line(
+        edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg))
+    # a key the device does not know
+    _keygen(tmp_path / "stranger")
+    cfg = tmp_path / "stranger.cfg"
+    cfg.write_text(Path(device["config"]).read_text().replace(str(device["dir"] / "user_key"),
+                                                               str(tmp_path / "stranger")))
+    assert "refused the key" in _error_line(edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg))
+    # the device's host key is not the one we know
+    _keygen(tmp_path / "other_host")
+    known = tmp_path / "known_hosts"
+    key = (tmp_path / "other_host.pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{device['port']} {key[0]} {key[1]}\n")
+    cfg = tmp_path / "changed.cfg"
+    cfg.write_text(Path(device["config"]).read_text().replace(str(device["dir"] / "known_hosts"), str(known)))
+    line = _error_line(edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg))
+    assert "host key" in line and "refused" in line
+    # an unknown host key is refused too, unless the user allows a first connection
+    known.write_text("")
+    assert "host key" in _error_line(edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg))
+    r = edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg, "--ssh-accept-new-host-key")
+    assert r.code == 0, r
+    # a device whose Python lacks a runtime: shadow onnxruntime there
+    shadow = tmp_path / "shadow" / "onnxruntime"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no onnxruntime here')\n")
+    wrapper = tmp_path / "python-without-ort"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH=\"$PYTHONPATH:{shadow.parent}\" exec {PYTHON} \"$@\"\n")
+    wrapper.chmod(0o755)
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx,tflite", *FAST_BENCH, "--target", "ssh://pi",
+                "--ssh-config", device["config"], "--remote-python", wrapper, "--json")
+    line = _error_line(r)
+    assert "lacks ONNX Runtime" in line and "pip install onnxruntime" in line
+    statuses = {(x["format"], x["precision"]): x["status"] for x in r.json["results"]}
+    assert statuses[("tflite", "fp32")] == "pass"  # the rest of the device still reports
+    # doctor says what the device lacks and how to install it
+    r = edgecnn("doctor", "--target", "ssh://pi", "--ssh-config", device["config"], "--remote-python", wrapper)
+    assert r.code == 1 and "MISSING" in r.out and "pip install onnxruntime" in r.out, r
+    r = edgecnn("doctor", "--target", "ssh://pi", "--ssh-config", device["config"], "--remote-python", PYTHON)
+    assert r.code == 0 and "MISSING" not in r.out, r
