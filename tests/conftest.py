@@ -105,3 +105,21 @@ def digits_artifacts(digits_run, tmp_path_factory) -> Path:
 
 
 FAST_BENCH = ("--bench-runs", "50", "--bench-seconds", "0.05")  # tests check behaviour, not speed
+
+
+@pytest.fixture(scope="session")
+def emulated_env(tmp_path_factory) -> dict:
+    """The emulated aarch64 Python in a cache of its own, provisioned from nothing by the
+    CLI as a user's first run is; pip keeps its usual cache so wheels are not fetched twice."""
+    import shutil
+    if not (shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")):
+        if os.environ.get("EDGECNN_REQUIRE_EMULATION") == "1":
+            pytest.fail("qemu-user-static is required but not installed")
+        pytest.skip("qemu-user-static is not installed")
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    env = {"XDG_CACHE_HOME": str(cache),
+           "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
+    first = edgecnn("device", "setup", "emulated", "--json", env=env, timeout=900)
+    assert first.code == 0, first
+    assert first.json["reused"] is False
+    return env

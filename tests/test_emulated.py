@@ -1,43 +1,13 @@
 """Raspberry Pi-class CPUs under QEMU user-mode emulation: the same artifacts must give
 the same answers on ARM kernels as here, and a broken ARM kernel must be caught."""
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
-
-QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
-
-
-@pytest.fixture(scope="session")
-def emulated_env(tmp_path_factory) -> dict:
-    """A cache of its own, provisioned from nothing by the CLI as a user's first run is;
-    pip keeps its usual cache so wheels are not fetched twice."""
-    if QEMU is None:
-        if os.environ.get("EDGECNN_REQUIRE_EMULATION") == "1":
-            pytest.fail("qemu-user-static is required but not installed")
-        pytest.skip("qemu-user-static is not installed")
-    cache = tmp_path_factory.mktemp("xdg-cache")
-    env = {"XDG_CACHE_HOME": str(cache),
-           "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
-    first = edgecnn("device", "setup", "emulated", "--json", env=env, timeout=900)
-    assert first.code == 0, first
-    assert first.json["reused"] is False
-    env["_first_seconds"] = first.json["seconds"]
-    return env
-
-
-def _env(emulated_env):
-    return {k: v for k, v in emulated_env.items() if not k.startswith("_")}
 
 
 def test_setup_is_reused_and_doctor_sees_it(emulated_env):
-    again = edgecnn("device", "setup", "emulated", "--json", env=_env(emulated_env))
+    again = edgecnn("device", "setup", "emulated", "--json", env=emulated_env)
     assert again.code == 0 and again.json["reused"] is True, again
     assert set(again.json["versions"]["wheels"]) == {"numpy", "onnxruntime", "ai-edge-litert"}
-    r = edgecnn("doctor", "--json", env=_env(emulated_env))
+    r = edgecnn("doctor", "--json", env=emulated_env)
     targets = {t["target"]: t for t in r.json["targets"]}
     for cpu, board in (("cortex-a72", "Raspberry Pi 4"), ("cortex-a76", "Raspberry Pi 5")):
         assert targets[f"emulated:{cpu}"]["usable"] and board in targets[f"emulated:{cpu}"]["detail"]
@@ -47,7 +17,7 @@ def test_setup_is_reused_and_doctor_sees_it(emulated_env):
 def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_env, mnist_artifacts, tmp_path):
     r = edgecnn("validate", mnist_artifacts["torch"], mnist_artifacts["tf"], "--target", "emulated:cortex-a72",
                 "--target", "emulated:cortex-a76", "--json", "--report", tmp_path / "rep", *FAST_BENCH,
-                env=_env(emulated_env), timeout=1800)
+                env=emulated_env, timeout=1800)
     assert r.code == 0, r
     rows = r.json["results"]
     ran = [x for x in rows if x["format"] in ("tflite", "onnx")]
@@ -72,7 +42,7 @@ def test_a_broken_arm_kernel_is_caught(emulated_env, digits_artifacts, tmp_path)
     """QEMU's default CPU model computes int8 TFLite wrongly (../shared/notes/arm64.md)."""
     junit = tmp_path / "junit.xml"
     r = edgecnn("validate", digits_artifacts, "--target", "emulated:max", "--formats", "tflite", *FAST_BENCH,
-                "--junit", junit, "--json", env=_env(emulated_env))
+                "--junit", junit, "--json", env=emulated_env)
     assert r.code == 1, r
     rows = {x["precision"]: x for x in r.json["results"]}
     assert rows["fp32"]["status"] == "pass"

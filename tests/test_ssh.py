@@ -131,3 +131,21 @@ def test_unreachable_refused_key_changed_host_key_and_missing_runtime(device, di
     assert r.code == 1 and "MISSING" in r.out and "pip install onnxruntime" in r.out, r
     r = edgecnn("doctor", "--target", "ssh://pi", "--ssh-config", device["config"], "--remote-python", PYTHON)
     assert r.code == 0 and "MISSING" not in r.out, r
+
+
+def test_the_device_can_be_an_emulated_pi(device, emulated_env, digits_artifacts, tmp_path):
+    """A faithful stand-in for a Pi reached over the network: the device's Python is the
+    emulated aarch64 one (Cortex-A72), behind a real sshd."""
+    import shlex
+    from edgecnn.toolchain import emulation
+    cmd, env = emulation.command("cortex-a72", [], root=Path(emulated_env["XDG_CACHE_HOME"]) / "edgecnn" / "emulated")
+    pi_python = tmp_path / "pi-python"
+    pi_python.write_text(f"#!/bin/sh\nexport PYTHONPATH=\"$PYTHONPATH:{env['PYTHONPATH']}\" PYTHONNOUSERSITE=1\n"
+                         f"exec {' '.join(map(shlex.quote, cmd))} \"$@\"\n")
+    pi_python.chmod(0o755)
+    r = edgecnn("validate", digits_artifacts, "--formats", "tflite,onnx", "--target", "ssh://pi", "--ssh-config",
+                device["config"], "--remote-python", pi_python, *FAST_BENCH, "--json")
+    assert r.code == 0, r
+    assert r.json["targets"][0]["machine"] == "aarch64"
+    for x in r.json["results"]:
+        assert x["status"] == "pass" and x["host_agreement"] == 1.0, x

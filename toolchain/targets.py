@@ -143,11 +143,12 @@ class EmulatedTarget(HarnessTarget):
                     "reason": "the PyTorch lite interpreter is not provisioned under emulation "
                               "(its aarch64 wheel is 427 MB)",
                     "hint": "validate .ptl on a real device: --target ssh://user@host"}
-        return dict(job, data=str(self._subset(Path(job["data"]), workdir.parent)), bench=EMULATED_BENCH)
+        return dict(job, data=str(self._subset(Path(job["data"]), workdir)), bench=EMULATED_BENCH)
 
-    def _subset(self, data: Path, shared: Path) -> Path:
-        """The first `samples` test images (the same for every emulated target)."""
-        path = shared / f"{data.stem}-first{self.samples}.npz"
+    def _subset(self, data: Path, workdir: Path) -> Path:
+        """The first `samples` test images. Each target has a workdir of its own: targets
+        run in parallel."""
+        path = workdir / f"{data.stem}-first{self.samples}.npz"
         if not path.is_file():
             with np.load(data) as z:
                 arrays = {k: (z[k] if k == "sample" else z[k][:self.samples]) for k in z.files}
@@ -155,7 +156,7 @@ class EmulatedTarget(HarnessTarget):
         return path
 
     def _command(self, job_path, workdir):
-        bundle = runtime_bundle(workdir.parent / "bundle")
+        bundle = runtime_bundle(workdir / "bundle")
         cmd, env = emulation.command(self.cpu, ["-m", "edgecnn.runtime.harness", str(job_path)])
         env["PYTHONPATH"] = f"{bundle}{os.pathsep}{env['PYTHONPATH']}"
         return cmd, env

@@ -231,11 +231,8 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
                 if run_order:
                     log(f"validating {where} on {', '.join(t.name for t in run_order)} ...")
                 with ThreadPoolExecutor(max_workers=len(run_order) or 1) as pool:
-                    logits = list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where),
-                                           zip(run_order, others_rows)))
-                for row, got in zip(others_rows, logits):
-                    if got is not None:
-                        row.update(_against_host(got, host_logits))
+                    list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where, host_logits),
+                                  zip(run_order, others_rows)))
     _accuracy_drops(rows)
     for row in rows:
         if row["status"] == "ok":
@@ -267,14 +264,19 @@ def _closing(targets):
                 t.close()
 
 
-def _run_one(target, job: dict, row: dict, work: Path, log, where: str) -> np.ndarray | None:
-    """Run one artifact on one target into `row`; the logits when it ran."""
+def _run_one(target, job: dict, row: dict, work: Path, log, where: str,
+             host_logits: np.ndarray | None = None) -> np.ndarray | None:
+    """Run one artifact on one target into `row`, compared with the local run's logits
+    when given; returns its own logits when it ran."""
     logits_path = work / f"logits-{id(row)}.npy"
     result = target.run(dict(job, logits_out=str(logits_path)),
                         work / ("job-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", target.name)))
     row.update(result, emulated=target.emulated)
+    logits = np.load(logits_path) if result.get("status") == "ok" and logits_path.is_file() else None
+    if target.name != "local" and logits is not None:
+        row.update(_against_host(logits, host_logits))
     log(f"validating {where} on {target.name}: {_one_line_summary(row)}")
-    return np.load(logits_path) if result.get("status") == "ok" and logits_path.is_file() else None
+    return logits
 
 
 def _against_host(logits: np.ndarray, host: np.ndarray | None) -> dict:
