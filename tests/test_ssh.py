@@ -81,6 +81,22 @@ def test_validate_on_a_device_over_ssh(device, digits_artifacts):
     assert _workdirs(device) == before
 
 
+def test_one_device_down_the_other_still_reports(device, digits_artifacts, tmp_path):
+    cfg = tmp_path / "two.cfg"
+    cfg.write_text(Path(device["config"]).read_text()
+                   + f"Host down\n  HostName 127.0.0.1\n  Port {_free_port()}\n  User root\n")
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx", "--target", "ssh://pi", "--target",
+                "ssh://down", "--ssh-config", cfg, "--remote-python", PYTHON, *FAST_BENCH, "--json")
+    assert r.code == 2, r
+    by_target = {}
+    for x in r.json["results"]:
+        by_target.setdefault(x["target"], []).append(x)
+    assert [x["status"] for x in by_target["ssh://pi"]] == ["pass", "pass"]
+    assert all(x["status"] == "error" and "ssh://down: it is unreachable" in x["reason"]
+               for x in by_target["ssh://down"])
+    assert "ssh://down: it is unreachable (connection refused)" in r.err.strip().splitlines()[-1]
+
+
 def _error_line(r):
     assert r.code == 2 and "Traceback" not in r.err, r
     return r.err.strip().splitlines()[-1]
