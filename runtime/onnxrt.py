@@ -5,24 +5,16 @@ from collections import Counter
 
 import numpy as np
 
-from .runner import Runner, RuntimeMissing, TensorSpec
+from .runner import Runner, TensorSpec
 
 _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise RuntimeMissing(OnnxRuntimeRunner.runtime, "pip install onnxruntime") from None
-    return onnxruntime, f"onnxruntime {onnxruntime.__version__}"
 
 
 class OnnxRuntimeRunner(Runner):
     format = "onnx"
     runtime = "ONNX Runtime"
-
-    _runtime = staticmethod(_onnxruntime)
+    package = "onnxruntime"
+    hint = "pip install onnxruntime"
 
     def _load_impl(self):
         ort = self.lib

@@ -14,6 +14,7 @@ numpy plus the one runtime a runner drives: it is what runs on a device.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +51,9 @@ class TensorSpec:
 
 class Runner:
     format = ""
-    runtime = ""
+    runtime = ""  # its name for people
+    package = ""  # the Python package that is the runtime
+    hint = ""     # how to install it
 
     def __init__(self, path, threads: int = 1):
         self.path = Path(path)
@@ -125,10 +128,14 @@ class Runner:
         return dict(sorted(self.load()._op_counts_impl().items()))
 
     # -- hooks for each runtime -----------------------------------------------------
-    @staticmethod
-    def _runtime() -> tuple[object, str]:
+    @classmethod
+    def _runtime(cls) -> tuple[object, str]:
         """Import the runtime: (its module, its version); RuntimeMissing if not installed."""
-        raise NotImplementedError
+        try:
+            lib = importlib.import_module(cls.package)
+        except ImportError:
+            raise RuntimeMissing(cls.runtime, cls.hint) from None
+        return lib, f"{cls.package} {getattr(lib, '__version__', '?')}"
 
     def _load_impl(self) -> None:
         raise NotImplementedError

@@ -1,27 +1,26 @@
 """The PyTorch lite interpreter (TorchScript Lite, .ptl)."""
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 
 import numpy as np
 
-from .runner import Runner, RuntimeMissing, TensorSpec
-
-
-def _torch():
-    try:
-        import torch
-        import torch.jit.mobile  # noqa: F401 (the lite interpreter's loader)
-    except ImportError:
-        raise RuntimeMissing(TorchLiteRunner.runtime, "pip install torch") from None
-    return torch, f"torch {torch.__version__}"
+from .runner import Runner, TensorSpec
 
 
 class TorchLiteRunner(Runner):
     format = "ptl"
     runtime = "PyTorch lite interpreter"
 
-    _runtime = staticmethod(_torch)
+    package = "torch"
+    hint = "pip install torch"
+
+    @classmethod
+    def _runtime(cls):
+        lib, version = super()._runtime()
+        importlib.import_module("torch.jit.mobile")  # the lite interpreter's loader, a submodule
+        return lib, version
 
     def _load_impl(self):
         self.lib.set_num_threads(self.threads)
