@@ -208,10 +208,12 @@ class SshTarget(HarnessTarget):
         self.ssh_config, self.accept_new = ssh_config, accept_new
         self.remote_dir: str | None = None
         self.failure: str | None = None
+        self.machine = self.pyver = "?"   # known once connected
+        self.sent: set[str] = set()        # data files already on the device
 
     def describe(self) -> dict:
-        return {"name": self.name, "emulated": False, "machine": getattr(self, "machine", "?"),
-                "cpu": getattr(self, "cpu", "?"), "threads": self.threads, "python": getattr(self, "pyver", "?")}
+        return {"name": self.name, "emulated": False, "machine": self.machine, "cpu": f"{self.machine} device",
+                "threads": self.threads, "python": self.pyver}
 
     def _opts(self, port_flag: str) -> list[str]:
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_CONNECT_TIMEOUT_S}",
@@ -257,7 +259,6 @@ class SshTarget(HarnessTarget):
             self.failure = f"{self.name}: its Python {self.python!r} does not run ({_last_line(proc.stderr)})"
             return
         self.machine, self.pyver, self.remote_dir = lines[0], lines[1], lines[2]
-        self.cpu = f"{self.machine} device"
         bundle = runtime_bundle(Path(tempfile.mkdtemp(prefix="edgecnn-bundle-")))
         copied = self._scp([str(bundle / "edgecnn")], f"{self.host}:{self.remote_dir}/")
         if copied.returncode != 0:
@@ -276,12 +277,12 @@ class SshTarget(HarnessTarget):
         job_path = workdir / "job.json"
         job_path.write_text(json.dumps(remote))
         sources = [job["artifact"], str(job_path)]
-        if data_name not in getattr(self, "_sent", set()):
+        if data_name not in self.sent:
             sources.append(job["data"])
         copied = self._scp(sources, f"{self.host}:{d}/")
         if copied.returncode != 0:
             return {"status": "error", "reason": self._explain(copied.stderr)}
-        self._sent = getattr(self, "_sent", set()) | {data_name}
+        self.sent.add(data_name)
         try:
             proc = self._ssh(f"cd {d} && PYTHONPATH={d} {self.python} -m edgecnn.runtime.harness job.json")
         except subprocess.TimeoutExpired:
