@@ -26,6 +26,7 @@ class LiteRTRunner(Runner):
     runtime = "LiteRT"
 
     _runtime = staticmethod(_interpreter_module)
+    preload = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
     def _load_impl(self):
         self.interp = self.lib.Interpreter(model_path=str(self.path), num_threads=self.threads)

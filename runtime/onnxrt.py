@@ -15,6 +15,7 @@ class OnnxRuntimeRunner(Runner):
     runtime = "ONNX Runtime"
     package = "onnxruntime"
     hint = "pip install onnxruntime"
+    preload = ("onnxruntime",)
 
     def _load_impl(self):
         ort = self.lib

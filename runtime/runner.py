@@ -54,6 +54,7 @@ class Runner:
     runtime = ""  # its name for people
     package = ""  # the Python package that is the runtime
     hint = ""     # how to install it
+    preload: tuple[str, ...] = ()  # modules worth importing before forking loaders (sandbox.py)
 
     def __init__(self, path, threads: int = 1):
         self.path = Path(path)

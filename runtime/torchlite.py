@@ -15,6 +15,7 @@ class TorchLiteRunner(Runner):
 
     package = "torch"
     hint = "pip install torch"
+    preload = ("torch.jit.mobile",)
 
     @classmethod
     def _runtime(cls):

@@ -36,5 +36,5 @@ def test_spec_round_trips_through_json_with_its_scaling():
 
 
 def test_too_small_input_is_refused():
-    with pytest.raises(BadInput, match="at least 4x4"):
+    with pytest.raises(BadInput, match="from 4x4 to 1024x1024, got 3x3"):
         models.build_torch(models.ModelSpec("cnn", (3, 3, 1), TEN))

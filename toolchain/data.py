@@ -8,19 +8,22 @@ files), `npz:PATH`, `csv:PATH` and `folder:PATH`.
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import idx
-from .errors import BadInput
+from . import idx, models
+from .errors import BadInput, brief
 
 # Sets that ship without a split are split once with this seed, so that every run and
 # every artifact of a dataset sees the same test images whatever its training seed.
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MAX_CLASSES = models.MAX_CLASSES  # labels are class indices: a stray huge one must not make a billion classes
 NAMED = ("digits", "mnist", "fashion-mnist")
 PREFIXED = ("idx", "npz", "csv", "folder")
 
@@ -84,6 +87,8 @@ def _finish(name, x_train, y_train, x_test, y_test, classes=None) -> Dataset:
                            f"expected (N, H, W) or (N, H, W, 1|3)")
         if len(x) == 0:
             raise BadInput(f"dataset {name!r}: the {split} split is empty")
+        if 0 in x.shape:
+            raise BadInput(f"dataset {name!r}: {split} images have shape {x.shape}, with no pixels")
         xs.append(_to_uint8(name, split, x))
     if xs[0].shape[1:] != xs[1].shape[1:]:
         raise BadInput(f"dataset {name!r}: train images are {xs[0].shape[1:]} "
@@ -95,7 +100,11 @@ def _finish(name, x_train, y_train, x_test, y_test, classes=None) -> Dataset:
             raise BadInput(f"dataset {name!r}: {n} {split} images but labels of shape {y.shape}")
         ys.append(_int_labels(name, split, y))
     if classes is None:
-        classes = [str(c) for c in range(int(max(ys[0].max(), ys[1].max())) + 1)]
+        top = int(max(ys[0].max(), ys[1].max()))
+        if top >= MAX_CLASSES:
+            raise BadInput(f"dataset {name!r}: label {top} would make {top + 1:,} classes; "
+                           f"labels must be 0..{MAX_CLASSES - 1}")
+        classes = [str(c) for c in range(top + 1)]
     for split, y in zip(("train", "test"), ys):
         bad = (y < 0) | (y >= len(classes))
         if bad.any():
@@ -139,7 +148,7 @@ def _split(name, x, y, classes=None) -> Dataset:
         x_tr, x_te, y_tr, y_te = train_test_split(
             x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
     except ValueError as e:  # e.g. a class with a single image cannot be stratified
-        raise BadInput(f"dataset {name!r}: cannot split into train and test ({e})") from None
+        raise BadInput(f"dataset {name!r}: cannot split into train and test ({brief(e)})") from None
     return _finish(name, x_tr, y_tr, x_te, y_te, classes)
 
 
@@ -163,19 +172,31 @@ def _idx_folder(name, path: Path) -> Dataset:
     return _from_idx(name, path)
 
 
+# What reading a damaged zip of .npy files raises, besides the usual OSError/ValueError:
+# a cut stream (EOFError), bad deflate data (zlib.error), a flipped compression method
+# (NotImplementedError), a flipped "encrypted" flag (RuntimeError), a header too large
+# to allocate (MemoryError).
+BROKEN_ZIP = (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError,
+              RuntimeError, MemoryError)
+
+
 def _npz(name, path: Path) -> Dataset:
-    import zipfile
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
             if missing:
                 raise BadInput(f"dataset {name!r}: {path} lacks {', '.join(missing)}")
             arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-            classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
+            classes = z["classes"] if "classes" in z.files else None
     except BadInput:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise BadInput(f"dataset {name!r}: {path} is not a readable .npz ({e})") from None
+    except BROKEN_ZIP as e:
+        raise BadInput(f"dataset {name!r}: not a readable .npz ({brief(e)})") from None
+    if classes is not None:
+        if classes.ndim != 1 or classes.dtype.kind not in "USiu":
+            raise BadInput(f"dataset {name!r}: classes must be a 1-d array of names, not {classes.dtype} "
+                           f"of shape {classes.shape}")
+        classes = [str(c) for c in classes]
     return _finish(name, *arrays, classes)
 
 
@@ -202,8 +223,8 @@ def _csv(name, path: Path) -> Dataset:
                                    f"columns, the first row has {width}")
                 labels.append(values[0])
                 rows.append(values[1:])
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"dataset {name!r}: cannot read {path} ({e})") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:  # csv.Error: a field over the size limit
+        raise BadInput(f"dataset {name!r}: cannot read {path} ({brief(e)})") from None
     if not rows:
         raise BadInput(f"dataset {name!r}: {path} has no data rows")
     pixels = np.asarray(rows, dtype=np.float64)
@@ -234,7 +255,7 @@ def _folder(name, path: Path) -> Dataset:
                     im.load()
                     images.append((f, im.mode, im.copy()))
             except (OSError, UnidentifiedImageError, ValueError) as e:
-                raise BadInput(f"dataset {name!r}: cannot read image {f} ({e})") from None
+                raise BadInput(f"dataset {name!r}: cannot read image {f} ({brief(e)})") from None
             labels.append(len(classes) - 1)
     if not images:
         raise BadInput(f"dataset {name!r}: {path} has no class sub-folders with PNG/JPEG images")

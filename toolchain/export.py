@@ -77,9 +77,9 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
     pairs = plan(formats, precisions)
     run = Run(run_dir)
     outdir.check_free(out, force, "artifact folder")
-    seed = int(run.info.get("seed", 0))
+    seed = run.seed
     try:
-        ds = data.load(run.dataset, data_dir or run.info.get("data_dir"))
+        ds = data.load(run.dataset, data_dir or run.data_dir)
     except BadInput as e:
         raise BadInput(f"the run's dataset is needed for calibration and reference outputs: {e}") from None
     if ds.input_shape != run.spec.input_shape or ds.classes != run.spec.classes:

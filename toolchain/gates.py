@@ -18,7 +18,7 @@ import operator
 import tomllib
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, brief
 
 CONFIG_NAME = "edgecnn.toml"
 
@@ -63,7 +63,7 @@ def load_config(path: Path | None) -> tuple[dict, str | None]:
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise BadInput(f"{path} is not valid TOML ({e})") from None
+        raise BadInput(f"{path} is not valid TOML ({brief(e)})") from None
     unknown = sorted(set(doc) - {"gates"})
     if unknown:
         raise BadInput(f"{path}: unknown section {unknown[0]!r}; edgecnn.toml holds only [gates]")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput
+from .errors import BadInput, brief
 from .outdir import file_digests
 
 FILES = (
@@ -86,7 +86,7 @@ def read_idx(path: Path, expect_ndim: int) -> np.ndarray:
             data = path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
         # gzip.BadGzipFile is an OSError; a truncated stream is an EOFError
-        raise BadInput(f"{path}: not a readable gzip file ({e})") from None
+        raise BadInput(f"{path}: not a readable gzip file ({brief(e)})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise BadInput(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
     if data[2] != _MAGIC_UBYTE:

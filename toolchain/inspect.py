@@ -1,11 +1,17 @@
-"""`edgecnn inspect ARTIFACT`: format, precision, size, tensors and operator counts."""
+"""`edgecnn inspect ARTIFACT`: format, precision, size, tensors and operator counts.
+
+The file is checked against the manifest beside it, when there is one, before any
+runtime reads it, and it is opened in a child process (runtime/sandbox.py): a file that
+crashes its runtime is reported as invalid instead of taking edgecnn down.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, runner_for
+from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, sandbox
 
+from . import outdir
 from .errors import BadInput
 
 PTL_WARNING = ("a .ptl file carries TorchScript code that runs when it is loaded: "
@@ -19,38 +25,65 @@ def describe(path: Path) -> dict:
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
     entry = _manifest_entry(path)
-    runner = runner_for(fmt, path)
+    if entry:
+        _verify(path, entry)
     try:
-        runner.load()
-        info = {"file": str(path), "format": fmt, "runtime": runner.runtime,
-                "precision": entry.get("precision", _guess_precision(runner)),
-                "bytes": path.stat().st_size,
-                "input": entry.get("input") or runner.input_spec.to_json(),
-                "output": entry.get("output") or runner.output_spec.to_json(),
-                "operators": runner.op_counts()}
+        loaded = sandbox.describe(fmt, path)
     except (ArtifactError, RuntimeMissing) as e:
         raise BadInput(str(e)) from None
+    # what the runtime reads from the file; the manifest adds what only export knew
+    precision = entry.get("precision") if isinstance(entry.get("precision"), str) else None
+    info = {"file": str(path), "format": fmt, "runtime": loaded["runtime"],
+            "precision": precision or _guess_precision(loaded),
+            "bytes": path.stat().st_size,
+            # export knew the fixed dimensions that a TorchScript file does not declare
+            "input": _tensor_or(entry.get("input"), loaded["input"]),
+            "output": _tensor_or(entry.get("output"), loaded["output"]),
+            "operators": loaded["operators"]}
     if entry:
         info["manifest"] = {k: entry.get(k) for k in ("sha256", "converter", "notes", "calibration")}
+    else:
+        info["manifest"] = None  # nothing to check it against
     if fmt == "ptl":
         info["warning"] = PTL_WARNING
     return info
 
 
 def _manifest_entry(path: Path) -> dict:
+    """The manifest's entry for this file, when an export manifest beside it lists it."""
     m = path.parent / "manifest.json"
+    if not m.is_file():
+        return {}
     try:
-        for a in json.loads(m.read_text()).get("artifacts", []):
-            if a.get("file") == path.name:
-                return a
-    except (OSError, ValueError, AttributeError):
-        pass
-    return {}
+        artifacts = json.loads(m.read_text()).get("artifacts", [])
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return {}
+    if not isinstance(artifacts, list):
+        return {}
+    return next((a for a in artifacts if isinstance(a, dict) and a.get("file") == path.name), {})
 
 
-def _guess_precision(runner) -> str:
-    ops = " ".join(runner.op_counts())
-    if runner.input_spec.dtype in ("int8", "uint8") or "quantized::" in ops or "QuantizeLinear" in ops:
+def _verify(path: Path, entry: dict) -> None:
+    """A listed file must be the one export wrote, before any runtime reads it."""
+    sha, = outdir.file_digests(path, "sha256")
+    if sha != entry.get("sha256"):
+        raise BadInput(f"{path}: sha256 {sha[:16]}... does not match {path.parent / 'manifest.json'}; "
+                       f"refusing to load it")
+
+
+def _tensor_or(listed, loaded: dict) -> dict:
+    """The manifest's tensor entry when it is well formed (manifests are hand-editable)."""
+    def number(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    ok = isinstance(listed, dict) and all(isinstance(listed.get(k), str) for k in ("name", "layout", "dtype")) \
+        and isinstance(listed.get("shape"), list) and all(d is None or type(d) is int for d in listed["shape"]) \
+        and number(listed.get("scale")) and number(listed.get("zero_point"))
+    return listed if ok else loaded
+
+
+def _guess_precision(loaded: dict) -> str:
+    ops = " ".join(loaded["operators"])
+    if loaded["input"]["dtype"] in ("int8", "uint8") or "quantized::" in ops or "QuantizeLinear" in ops:
         return "int8"
     return "fp32 (no manifest beside it)"
 
@@ -68,7 +101,9 @@ def render(info: dict) -> str:
              f"  size       {info['bytes']:,} bytes",
              f"  input      {_tensor(info['input'])}",
              f"  output     {_tensor(info['output'])}",
-             "  operators  " + ", ".join(f"{k} x{v}" for k, v in info["operators"].items())]
+             "  operators  " + ", ".join(f"{k} x{v}" for k, v in info["operators"].items()),
+             "  checked    " + ("sha256 matches manifest.json" if info.get("manifest")
+                                else "no manifest.json lists it, so its sha256 was not checked")]
     if "warning" in info:
         lines.append(f"  warning    {info['warning']}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ the Keras twin NHWC, each its framework's native layout.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import BadInput
@@ -34,21 +35,40 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelSpec":
-        try:
-            spec = cls(arch=d["arch"], input_shape=tuple(int(v) for v in d["input_shape"]),
-                       classes=[str(c) for c in d["classes"]], scaling=dict(d["scaling"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise BadInput(f"model spec is incomplete or malformed ({e!r})") from None
+        """A spec from spec.json, every field checked: the file may be hand-edited or damaged."""
+        def bad(what):
+            raise BadInput(f"model spec: {what}")
+        if not isinstance(d.get("arch"), str):
+            bad("arch is not a name")
+        shape = d.get("input_shape")
+        if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int for v in shape)):
+            bad("input_shape is not [height, width, channels]")
+        classes = d.get("classes")
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            bad("classes is not a list of names")
+        scaling = d.get("scaling")
+        divide_by = scaling.get("divide_by") if isinstance(scaling, dict) else None
+        if not (type(divide_by) in (int, float) and math.isfinite(divide_by) and divide_by > 0):
+            bad("scaling is not {'divide_by': a positive number, ...}")
+        spec = cls(arch=d["arch"], input_shape=tuple(shape), classes=list(classes), scaling=dict(scaling))
         check(spec)
         return spec
 
 
+MAX_SIDE = 1024     # the CNNs here are for small images; bigger ones need another arch
+MAX_CLASSES = 1000
+
+
 def check(spec: ModelSpec) -> None:
     if spec.arch not in ARCHS:
-        raise BadInput(f"unknown model {spec.arch!r}; choose one of {', '.join(ARCHS)}")
-    h, w, _ = spec.input_shape
-    if h < 4 or w < 4:
-        raise BadInput(f"model {spec.arch!r} needs images of at least 4x4, got {h}x{w}")
+        raise BadInput(f"unknown model {str(spec.arch)[:40]!r}; choose one of {', '.join(ARCHS)}")
+    h, w, c = spec.input_shape
+    if not (4 <= h <= MAX_SIDE and 4 <= w <= MAX_SIDE):
+        raise BadInput(f"model {spec.arch!r} takes images from 4x4 to {MAX_SIDE}x{MAX_SIDE}, got {h}x{w}")
+    if c not in (1, 3):
+        raise BadInput(f"model {spec.arch!r} takes 1 or 3 channels, got {c}")
+    if not 2 <= len(spec.classes) <= MAX_CLASSES:
+        raise BadInput(f"model {spec.arch!r} needs 2 to {MAX_CLASSES} classes, got {len(spec.classes)}")
 
 
 def describe(spec: ModelSpec) -> list[str]:

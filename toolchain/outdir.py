@@ -13,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, brief
 
 
 def check_free(final: Path, force: bool, what: str = "output folder") -> None:
@@ -106,7 +106,7 @@ def read_json_object(path: Path) -> dict:
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path} is not valid JSON ({e})") from None
+        raise BadInput(f"{path} is not valid JSON ({brief(e)})") from None
     if not isinstance(d, dict):
         raise BadInput(f"{path} is not a JSON object")
     return d

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import models, outdir
-from .errors import BadInput
+from .errors import BadInput, brief
 
 WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras"}
 
@@ -18,8 +18,10 @@ class Run:
         self.spec = models.ModelSpec.from_json(self._json("spec.json"))
         self.metrics = self._json("metrics.json")
         self.framework = self.info.get("framework")
-        if self.framework not in WEIGHTS:
-            raise BadInput(f"run folder {self.folder}: run.json names unknown framework {self.framework!r}")
+        if not isinstance(self.framework, str) or self.framework not in WEIGHTS:
+            raise BadInput(f"run folder {self.folder}: run.json names no known framework "
+                           f"({', '.join(WEIGHTS)})")
+        self._check_fields()
         self.weights = self.folder / WEIGHTS[self.framework]
         if not self.weights.is_file():
             raise BadInput(f"run folder {self.folder} is incomplete: {self.weights.name} is missing")
@@ -30,9 +32,34 @@ class Run:
             raise BadInput(f"run folder {self.folder} is incomplete: {name} is missing")
         return outdir.read_json_object(p)
 
+    def _check_fields(self) -> None:
+        """What export reads from run.json and metrics.json has the type it expects."""
+        def bad(what):
+            raise BadInput(f"run folder {self.folder}: {what}")
+        info = self.info
+        if not (isinstance(info.get("dataset"), str) and info["dataset"]):
+            bad("run.json names no dataset")
+        if not (type(info.get("seed", 0)) is int and info.get("seed", 0) >= 0):
+            bad("run.json seed is not a whole number of 0 or more")
+        if not isinstance(info.get("data_dir"), (str, type(None))):
+            bad("run.json data_dir is not a path")
+        if not (info.get("epochs") is None or type(info["epochs"]) is int):
+            bad("run.json epochs is not a whole number")
+        accuracy = self.metrics.get("test_accuracy")
+        if not (accuracy is None or (type(accuracy) in (int, float) and 0 <= accuracy <= 1)):
+            bad("metrics.json test_accuracy is not a fraction")
+
     @property
     def dataset(self) -> str:
-        return self.info.get("dataset", "")
+        return self.info["dataset"]
+
+    @property
+    def seed(self) -> int:
+        return self.info.get("seed", 0)
+
+    @property
+    def data_dir(self) -> str | None:
+        return self.info.get("data_dir")
 
     def load_torch(self):
         """The trained PyTorch model; weights read with safetensors, never unpickled."""
@@ -42,7 +69,7 @@ class Run:
         try:
             model.load_state_dict(load_file(str(self.weights)))
         except (SafetensorError, RuntimeError, OSError) as e:
-            raise BadInput(f"{self.weights}: cannot load the weights ({' '.join(str(e).split())[:200]})") from None
+            raise BadInput(f"{self.weights}: cannot load the weights ({brief(e)})") from None
         return model.eval()
 
     def load_keras(self):
@@ -51,4 +78,4 @@ class Run:
         try:
             return keras.saving.load_model(self.weights, safe_mode=True, compile=False)
         except Exception as e:  # Keras raises many types for a bad file
-            raise BadInput(f"{self.weights}: cannot load the model ({' '.join(str(e).split())[:200]})") from None
+            raise BadInput(f"{self.weights}: cannot load the model ({brief(e)})") from None

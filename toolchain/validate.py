@@ -8,10 +8,12 @@ pass or fail. The result is one JSON-able document that the reports render.
 """
 from __future__ import annotations
 
+import math
 import platform
 import re
 import sys
 import tempfile
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, data, gates as gating, outdir
-from .errors import BadInput
+from .errors import BadInput, brief
 from .export import ALL_PRECISIONS as PRECISIONS, FORMATS
 
 RESULTS_SCHEMA = 1
@@ -29,6 +31,12 @@ FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow"}
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _short(text: str) -> str:
+    """A message that quotes a damaged value stays one short line."""
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class ArtifactFolder:
@@ -60,24 +68,41 @@ class ArtifactFolder:
         self.entries = [e for e in entries if e.get("format") in formats and e.get("precision") in precisions
                         and (only is None or e["file"] == only)]
 
-    @staticmethod
-    def _check_fields(where: Path, model: dict, entries: list[dict]) -> None:
-        """A hand-edited or damaged manifest is bad input, named, not a crash later on."""
+    def _check_fields(self, where: Path, model: dict, entries: list[dict]) -> None:
+        """Every field that validate reads has the type it expects: a hand-edited or damaged
+        manifest is bad input, named here, and never a crash later on."""
         def bad(what):
-            raise BadInput(f"{where}: {what}")
+            raise BadInput(f"{where}: {_short(what)}")
         shape = model.get("input_shape")
         if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(d) and d > 0 for d in shape):
             bad(f"model input_shape {shape!r} is not [height, width, channels]")
         scaling = model.get("scaling", {})
-        if not isinstance(scaling, dict) or not isinstance(scaling.get("divide_by", 255), (int, float)) \
-                or not scaling.get("divide_by", 255) > 0:
+        divide_by = scaling.get("divide_by", 255) if isinstance(scaling, dict) else None
+        if not (isinstance(divide_by, (int, float)) and not isinstance(divide_by, bool)
+                and math.isfinite(divide_by) and divide_by > 0):
             bad(f"model scaling {scaling!r} is not {{'divide_by': a positive number}}")
+        for key in ("dataset", "source_framework"):
+            if model.get(key) is not None and not (isinstance(model[key], str) and model[key]):
+                bad(f"model {key} {model[key]!r} is not a name")
+        classes = model.get("classes")
+        if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            bad("model classes is not a list of names")
         for e in entries:
             name = e.get("file")
-            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or "\0" in name:
                 bad(f"artifact file {name!r} is not a plain file name")
-            if e.get("status") == "ok" and not (_is_int(e.get("bytes")) and isinstance(e.get("sha256"), str)):
+            for key in ("format", "precision", "status"):
+                if not isinstance(e.get(key), str):
+                    bad(f"artifact {name} has no {key}")
+            if e["status"] == "ok" and not (_is_int(e.get("bytes")) and e["bytes"] >= 0
+                                            and isinstance(e.get("sha256"), str)
+                                            and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
                 bad(f"artifact {name} has no valid bytes and sha256")
+        reference = self.manifest.get("reference")
+        if reference is not None and not (isinstance(reference, dict)
+                                          and isinstance(reference.get("file", ""), str)
+                                          and isinstance(reference.get("sha256", ""), str)):
+            bad("reference is not {'file': name, 'sha256': digest}")
 
     @property
     def framework(self) -> str:
@@ -122,19 +147,17 @@ class ArtifactFolder:
 
     def _reference(self) -> dict | None:
         info = self.manifest.get("reference") or {}
-        if not isinstance(info, dict):
-            raise BadInput(f"{self.folder / 'manifest.json'}: reference is not an object")
-        path = self.folder / Path(str(info.get("file", "reference.npz"))).name
+        path = self.folder / Path(info.get("file") or "reference.npz").name
         if not path.is_file():
             return None
         sha, = outdir.file_digests(path, "sha256")
-        if info.get("sha256") and sha != info["sha256"]:
-            raise BadInput(f"{path}: sha256 does not match the manifest; refusing to use it")
+        if sha != info.get("sha256"):
+            raise BadInput(f"{path}: sha256 does not match the manifest's; refusing to use it")
         try:
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 ref = {"logits": z["logits"], "labels": z["labels"]}
-        except (OSError, ValueError, KeyError) as e:
-            raise BadInput(f"{path}: not a reference file ({e})") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise BadInput(f"{path}: not a reference file ({brief(e)})") from None
         if ref["logits"].ndim != 2 or ref["labels"].ndim != 1:
             raise BadInput(f"{path}: reference logits must be (N, classes) and labels (N,)")
         return ref
@@ -161,17 +184,39 @@ def _accuracy_drops(rows: list[dict]) -> None:
         r["accuracy_drop"] = None if base is None else round(100 * (base - r["accuracy"]), 4)
 
 
+def open_folders(paths, formats=FORMATS, precisions=PRECISIONS) -> list[ArtifactFolder]:
+    """The artifact folders, their manifests checked and every chosen file verified
+    against its sha256: nothing is loaded before this passes."""
+    folders = [ArtifactFolder(p, formats, precisions) for p in paths]
+    if not any(f.entries for f in folders):
+        raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
+    for f in folders:
+        f.verify()
+    return folders
+
+
+def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, work: Path) -> list[tuple]:
+    """(folder, dataset name, the harness's data file) for each folder, each dataset
+    loaded once and matched to the artifacts' input shape and classes."""
+    datasets: dict[str, data.Dataset] = {}
+    plans = []
+    for f in folders:
+        name = data.canonical_name(dataset) if dataset else f.model.get("dataset")
+        if not name:
+            raise BadInput(f"{f.folder}/manifest.json names no dataset; pass --dataset")
+        if name not in datasets:
+            datasets[name] = data.load(name, data_dir)
+        plans.append((f, name, f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
+    return plans
+
+
 def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates: dict | None = None,
              dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None) -> dict:
     from .targets import LocalTarget
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     targets = list(targets or [LocalTarget()])
     gates = gates or {}
-    folders = [ArtifactFolder(p, formats, precisions) for p in paths]
-    if not any(f.entries for f in folders):
-        raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
-    for f in folders:
-        f.verify()
+    folders = open_folders(paths, formats, precisions)
     # the table's model column: the source framework, and the folder where two share one
     shared = {f.framework for f in folders if sum(g.framework == f.framework for g in folders) > 1}
     labels = [f"{f.framework} ({f.folder.name})" if f.framework in shared else f.framework for f in folders]
@@ -184,18 +229,9 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
         if hasattr(t, "setup"):
             t.setup(log=log)
 
-    datasets: dict[str, data.Dataset] = {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp, _closing(targets):
         work = Path(tmp)
-        plans = []
-        for f in folders:
-            name = data.canonical_name(dataset) if dataset else f.model.get("dataset")
-            if not name:
-                raise BadInput(f"{f.folder}/manifest.json names no dataset; pass --dataset")
-            if name not in datasets:
-                datasets[name] = data.load(name, data_dir)
-            plans.append((f, name, f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
-
+        plans = eval_plans(folders, dataset, data_dir, work)
         rows = []
         total = sum(len(f.entries) for f in folders) * len(targets)
         for (f, name, data_path), label in zip(plans, labels):
