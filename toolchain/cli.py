@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import BadInput
+from .errors import BadInput, disk_full
 
 # Keep third-party banners off the user's terminal; set before any framework import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -330,7 +330,7 @@ def main(argv=None) -> None:
     except OSError as e:  # the environment refused: disk full, permission denied, ...
         if debug:
             traceback.print_exc()
-        click.echo(f"edgecnn: error: {_one_line(e)}", err=True)
+        click.echo(f"edgecnn: error: {'the disk is full: ' if disk_full(e) else ''}{_one_line(e)}", err=True)
         code = EXIT_BAD_INPUT
     except Exception as e:  # a bug: still one line unless --debug
         if debug:

@@ -8,6 +8,14 @@ class BadInput(Exception):
     """
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether an error (an OSError, or a converter's wrapped one) says the disk is full."""
+    import errno
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    return any(s in str(error) for s in ("No space left on device", "Disk quota exceeded", "File too large"))
+
+
 def brief(error: BaseException, limit: int = 160) -> str:
     """A library's exception as a short clause for a one-line message: its type and the
     start of its text (some quote whole file headers back)."""

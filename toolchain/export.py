@@ -22,7 +22,7 @@ from edgecnn.runtime import runner_for
 from edgecnn.runtime.quiet import quiet
 
 from . import __version__, data, models, outdir
-from .errors import BadInput
+from .errors import BadInput, brief, disk_full
 from .runs import Run
 
 MANIFEST_SCHEMA = 1
@@ -77,6 +77,12 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
     pairs = plan(formats, precisions)
     run = Run(run_dir)
     outdir.check_free(out, force, "artifact folder")
+    # the lock on `out` is taken first: a second export there fails now, not after converting
+    with outdir.staged(out, force, "artifact folder") as tmp:
+        return _export_into(tmp, run, run_dir, pairs, calib_samples, engine, data_dir, log)
+
+
+def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, data_dir, log) -> tuple[dict, int]:
     seed = run.seed
     try:
         ds = data.load(run.dataset, data_dir or run.data_dir)
@@ -121,59 +127,61 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
 
     entries = []
     failed = 0
-    with outdir.staged(out, force, "artifact folder") as tmp:
-        for fmt, precision in pairs:
-            conv = converter(fmt)
-            name = f"model.{precision}{conv.SUFFIX}"
-            path = tmp / name
-            entry = {"file": name, "format": fmt, "precision": precision}
-            log(f"exporting {fmt} {precision} ...")
-            t = time.perf_counter()
-            try:
-                with warnings.catch_warnings(), quiet():
-                    warnings.simplefilter("ignore")
-                    # fp32 converters only trace with the images: any real ones will do
-                    images = calib if calib is not None else x_test[:8]
-                    meta = conv.export(twins[conv.TWIN], precision, images, path, {"engine": engine})
-                    runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
-                seconds = time.perf_counter() - t
-                sha, = outdir.file_digests(path, "sha256")
-                entry.update(
-                    status="ok", sha256=sha, bytes=path.stat().st_size, seconds=round(seconds, 3),
-                    converter=meta["converter"], versions=meta["versions"],
-                    input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
-                    output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
-                    calibration=None if precision == "fp32" else calib_info,
-                    notes=meta.get("notes", {}))
-                log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
-            except Exception as e:  # one format failing must not stop the rest
-                failed += 1
-                path.unlink(missing_ok=True)  # a failed int8 never leaves a file behind
-                reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-                entry.update(status="failed", reason=reason, seconds=round(time.perf_counter() - t, 3))
-                log(f"exporting {fmt} {precision}: FAILED ({reason})")
-            entries.append(entry)
+    for fmt, precision in pairs:
+        conv = converter(fmt)
+        name = f"model.{precision}{conv.SUFFIX}"
+        path = tmp / name
+        entry = {"file": name, "format": fmt, "precision": precision}
+        log(f"exporting {fmt} {precision} ...")
+        t = time.perf_counter()
+        try:
+            with warnings.catch_warnings(), quiet():
+                warnings.simplefilter("ignore")
+                # fp32 converters only trace with the images: any real ones will do
+                images = calib if calib is not None else x_test[:8]
+                meta = conv.export(twins[conv.TWIN], precision, images, path, {"engine": engine})
+                runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
+            seconds = time.perf_counter() - t
+            sha, = outdir.file_digests(path, "sha256")
+            entry.update(
+                status="ok", sha256=sha, bytes=path.stat().st_size, seconds=round(seconds, 3),
+                converter=meta["converter"], versions=meta["versions"],
+                input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
+                output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
+                calibration=None if precision == "fp32" else calib_info,
+                notes=meta.get("notes", {}))
+            log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
+        except Exception as e:  # one format failing must not stop the rest
+            if disk_full(e):  # but a full disk stops them all: nothing is replaced
+                raise BadInput(f"the disk is full: writing {name} failed ({brief(e, 120)}); "
+                               f"nothing was replaced") from None
+            failed += 1
+            path.unlink(missing_ok=True)  # a failed int8 never leaves a file behind
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            entry.update(status="failed", reason=reason, seconds=round(time.perf_counter() - t, 3))
+            log(f"exporting {fmt} {precision}: FAILED ({reason})")
+        entries.append(entry)
 
-        np.savez(tmp / "reference.npz", logits=reference.astype(np.float32), labels=ds.y_test)
-        ref_sha, = outdir.file_digests(tmp / "reference.npz", "sha256")
-        manifest = {
-            "schema": MANIFEST_SCHEMA,
-            "edgecnn": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "arch": run.spec.arch, "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
-                "dataset": run.dataset, "classes": run.spec.classes,
-                "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
-                "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),
-                                           "epochs": run.info.get("epochs")},
-            },
-            "calibration": None if calib is None else dict(calib_info, indices=calib_idx.tolist()),
-            "bridge": bridge_info,
-            "reference": {"file": "reference.npz", "sha256": ref_sha, "samples": int(len(reference)),
-                          "accuracy": float((reference.argmax(1) == ds.y_test).mean())},
-            "artifacts": entries,
-        }
-        outdir.write_json(tmp / "manifest.json", manifest)
+    np.savez(tmp / "reference.npz", logits=reference.astype(np.float32), labels=ds.y_test)
+    ref_sha, = outdir.file_digests(tmp / "reference.npz", "sha256")
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "edgecnn": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "arch": run.spec.arch, "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
+            "dataset": run.dataset, "classes": run.spec.classes,
+            "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
+            "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),
+                                       "epochs": run.info.get("epochs")},
+        },
+        "calibration": None if calib is None else dict(calib_info, indices=calib_idx.tolist()),
+        "bridge": bridge_info,
+        "reference": {"file": "reference.npz", "sha256": ref_sha, "samples": int(len(reference)),
+                      "accuracy": float((reference.argmax(1) == ds.y_test).mean())},
+        "artifacts": entries,
+    }
+    outdir.write_json(tmp / "manifest.json", manifest)
     return manifest, (1 if failed else 0)
 
 
