@@ -96,6 +96,15 @@ def digits_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def digits_tf_run(tmp_path_factory) -> Path:
+    """A short Keras run on digits (2 epochs: the tests need its files, not its accuracy)."""
+    out = tmp_path_factory.mktemp("digits-tf") / "tf-digits"
+    r = edgecnn("train", "--framework", "tf", "--epochs", "2", "--out", out)
+    assert r.code == 0, r
+    return out
+
+
+@pytest.fixture(scope="session")
 def digits_artifacts(digits_run, tmp_path_factory) -> Path:
     """fp32 and int8 artifacts of the digits run, in all three formats."""
     out = tmp_path_factory.mktemp("digits-artifacts") / "torch-digits"

@@ -157,16 +157,7 @@ def test_fuzz_run_folder_torch(digits_run, tmp_path):
 KERAS_EXAMPLES = max(1, FUZZ_EXAMPLES // 5)  # a Keras load is about 0.1 s; the trust tests cover the rest
 
 
-@pytest.fixture(scope="module")
-def keras_digits_run(tmp_path_factory):
-    from conftest import edgecnn
-    out = tmp_path_factory.mktemp("keras-digits") / "run"
-    r = edgecnn("train", "--framework", "tf", "--epochs", "1", "--out", out)
-    assert r.code == 0, r
-    return out
-
-
-def test_fuzz_run_folder_keras(keras_digits_run, tmp_path):
-    cases = fuzz_run_folder(keras_digits_run, tmp_path, "model.keras", KERAS_EXAMPLES)
+def test_fuzz_run_folder_keras(digits_tf_run, tmp_path):
+    cases = fuzz_run_folder(digits_tf_run, tmp_path, "model.keras", KERAS_EXAMPLES)
     assert len(cases) >= KERAS_EXAMPLES
     assert 0 < sum(isinstance(c, BadInput) for c in cases) < len(cases)

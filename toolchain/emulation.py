@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -135,9 +136,46 @@ def _rootfs(work: Path, rootfs: Path, log) -> None:
     debs.mkdir()
     _run(["apt-get", *opts, "download", *(f"{p}:arm64" for p in PACKAGES)], "apt-get download", cwd=debs)
     for deb in sorted(debs.glob("*.deb")):
+        _check_members(deb)
         _run(["dpkg-deb", "-x", str(deb), str(rootfs)], f"unpacking {deb.name}")
     if not (rootfs / "usr/bin/python3.11").is_file():
         raise BadInput("emulated setup: python3.11 is missing from the unpacked packages")
+
+
+def _check_members(deb: Path) -> None:
+    """Refuse a package with a file or link that would land outside the folder it is
+    unpacked into. (Wheels are unpacked by pip, which refuses such paths itself.)"""
+    import tarfile
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|*") as tar:
+            for member in tar:
+                where = escapes(member)
+                if where:
+                    raise BadInput(f"emulated setup: {deb.name} would write outside its folder ({where}); "
+                                   f"refusing to unpack it")
+    except tarfile.TarError as e:
+        raise BadInput(f"emulated setup: {deb.name} is not a readable package ({e})") from None
+    finally:
+        proc.stdout.close()
+        proc.wait()
+
+
+def escapes(member) -> str | None:
+    """What of a tar member points outside the extraction folder, if anything: its name,
+    a hard link's target, or a relative symlink's target. (An absolute symlink stays in
+    the emulated root: QEMU resolves it under -L.)"""
+    def outside(path: str) -> bool:
+        return path.startswith("/") or posixpath.normpath(path).split("/")[0] == ".."
+    if outside(member.name):
+        return member.name
+    if member.islnk() and outside(member.linkname):
+        return f"{member.name} links to {member.linkname}"
+    if member.issym() and not member.linkname.startswith("/") and \
+            outside(posixpath.join(posixpath.dirname(member.name), member.linkname)):
+        return f"{member.name} -> {member.linkname}"
+    return None
 
 
 def _site(work: Path, site: Path, versions: dict, log) -> None:

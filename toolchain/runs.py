@@ -78,4 +78,7 @@ class Run:
         try:
             return keras.saving.load_model(self.weights, safe_mode=True, compile=False)
         except Exception as e:  # Keras raises many types for a bad file
+            if "safe_mode" in str(e):
+                raise BadInput(f"{self.weights}: cannot load the model: it holds Python code (a lambda), "
+                               f"which Keras's safe mode refuses to run") from None
             raise BadInput(f"{self.weights}: cannot load the model ({brief(e)})") from None
