@@ -15,7 +15,6 @@ class OnnxRuntimeRunner(Runner):
     runtime = "ONNX Runtime"
     package = "onnxruntime"
     hint = "pip install onnxruntime"
-    preload = ("onnxruntime",)
 
     def _load_impl(self):
         ort = self.lib

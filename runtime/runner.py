@@ -54,7 +54,7 @@ class Runner:
     runtime = ""  # its name for people
     package = ""  # the Python package that is the runtime
     hint = ""     # how to install it
-    preload: tuple[str, ...] = ()  # modules worth importing before forking loaders (sandbox.py)
+    preload: tuple[str, ...] = ()  # modules to import before forking loaders (sandbox.py); () means package
 
     def __init__(self, path, threads: int = 1):
         self.path = Path(path)

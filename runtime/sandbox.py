@@ -32,7 +32,8 @@ def start(formats=tuple(RUNNERS)) -> None:
     modules = []
     for fmt in formats:
         module, _ = RUNNERS[fmt]
-        modules += [f"{__package__}.{module}", *runner_class(fmt).preload]
+        cls = runner_class(fmt)
+        modules += [f"{__package__}.{module}", *(cls.preload or (cls.package,))]
     _context.set_forkserver_preload([__name__, *dict.fromkeys(modules)])
     _started = True
 

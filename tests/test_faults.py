@@ -173,3 +173,20 @@ def test_disk_full_during_export(digits_run, small_disk):
         assert digest(first) == before  # the earlier artifacts are intact
         assert_complete_artifacts(first)
         assert sorted(p.name for p in small_disk.iterdir()) == ["artifacts"]  # no partial folder left
+
+
+def test_kill9_during_pipeline_puts_the_old_folder_back(tmp_path):
+    """A pipeline folder is built in place; killed half-way with --force, the next run
+    removes the half-built one and puts back the complete one it was replacing."""
+    out = tmp_path / "pipeline"
+    args = ("pipeline", "--framework", "torch", "--epochs", "2", "--formats", "tflite", "--out", out)
+    full = timed(*args)
+    before = digest(out / "artifacts" / "torch")
+    assert run_killed_at([*args, "--force"], 0.5 * full) is None
+    assert (out / ".edgecnn-incomplete").exists()  # what a reader sees: marked half-built
+    r = edgecnn(*args)  # no --force: the old folder is back, so it is refused
+    assert r.code == 2 and "already exists" in r.err, r
+    assert not (out / ".edgecnn-incomplete").exists()
+    assert digest(out / "artifacts" / "torch") == before
+    timed(*args, "--force")
+    no_leftovers(tmp_path, "pipeline")

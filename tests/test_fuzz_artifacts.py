@@ -40,12 +40,15 @@ def test_fuzz_artifact(digits_artifacts, tmp_path, name):
 
 @pytest.fixture(scope="module")
 def crashing_ptl(digits_artifacts, tmp_path_factory):
-    """A damaged .ptl that segfaults the lite interpreter's loader: bit flips, seeded,
-    until one does (a few in a thousand do)."""
+    """A damaged .ptl that crashes the lite interpreter's loader: bit flips, seeded,
+    until one does (a few in a thousand do). Which ones crash depends on the process's
+    memory layout (the same file can be a std::bad_alloc in another process), so a
+    candidate is kept only once `edgecnn inspect` run as a user runs it crashes too."""
     import random
     seed = (digits_artifacts / "model.int8.ptl").read_bytes()
     path = tmp_path_factory.mktemp("crash") / "model.int8.ptl"
-    for i in range(600):
+    confirmations = 0
+    for i in range(3000):
         b = bytearray(seed)
         rng = random.Random(i)
         for _ in range(rng.randint(1, 8)):
@@ -54,8 +57,12 @@ def crashing_ptl(digits_artifacts, tmp_path_factory):
         path.write_bytes(bytes(b))
         result = outcome(inspect.describe, path)
         if isinstance(result, BadInput) and "crashed" in str(result):
-            return path, str(result)
-    pytest.skip("no bit flip in 600 crashed the lite interpreter on this build")
+            confirmations += 1
+            if "crashed" in edgecnn("inspect", path).err:
+                return path, str(result)
+            if confirmations == 6:
+                break
+    pytest.skip("no damaged .ptl found that crashes the lite interpreter in every process on this build")
 
 
 def test_a_runtime_crash_in_inspect_is_reported_not_fatal(crashing_ptl):
@@ -68,7 +75,9 @@ def test_a_runtime_crash_in_inspect_is_reported_not_fatal(crashing_ptl):
 
 def test_a_runtime_crash_in_validate_is_an_error_row(crashing_ptl, digits_artifacts, tmp_path):
     """The same file, re-hashed into its manifest as if export had written it: validate
-    runs it in its harness process, which dies; the row says so and the exit status is 2."""
+    runs it in a harness process of its own, which dies (or, with another memory layout,
+    fails to load it); either way its row is an error, the other rows are not, and the
+    exit status is 2."""
     folder = tmp_path / "artifacts"
     shutil.copytree(digits_artifacts, folder)
     shutil.copy(crashing_ptl[0], folder / "model.int8.ptl")
@@ -83,5 +92,6 @@ def test_a_runtime_crash_in_validate_is_an_error_row(crashing_ptl, digits_artifa
     rows = {row["file"]: row for row in r.json["results"]}
     assert rows["model.fp32.ptl"]["status"] == "pass"
     assert rows["model.int8.ptl"]["status"] == "error"
-    assert "crashed (SIG" in rows["model.int8.ptl"]["reason"], rows["model.int8.ptl"]
-    assert "crashed (SIG" in r.err.splitlines()[-1]
+    reason = rows["model.int8.ptl"]["reason"]
+    assert "crashed (SIG" in reason or "cannot load it" in reason, reason
+    assert reason in r.err.splitlines()[-1]

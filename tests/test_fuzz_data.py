@@ -169,26 +169,24 @@ def png(array: np.ndarray, mode=None, fmt="PNG") -> bytes:
     return buf.getvalue()
 
 
+# valid images that differ from the rest: another mode, size or format
+ODD_IMAGES = {  # kind: (mode, size, fill, format)
+    "rgb": ("RGB", (6, 6), (10, 200, 30), "PNG"),
+    "rgba": ("RGBA", (6, 6), (10, 200, 30, 128), "PNG"),
+    "palette": ("P", (6, 6), 3, "PNG"),
+    "16bit": ("I;16", (6, 6), 40000, "PNG"),
+    "1bit": ("1", (6, 6), 1, "PNG"),
+    "cmyk-jpeg": ("CMYK", (6, 6), (0, 50, 100, 0), "JPEG"),
+    "bigger": ("L", (7, 5), 9, "PNG"),
+    "gif-named-png": ("L", (6, 6), 9, "GIF"),
+}
+
+
 def odd_image(kind: str) -> bytes:
-    """Valid images that differ from the rest: another size, mode or format."""
     from PIL import Image
+    mode, size, fill, fmt = ODD_IMAGES[kind]
     buf = io.BytesIO()
-    if kind == "rgb":
-        Image.new("RGB", (6, 6), (10, 200, 30)).save(buf, format="PNG")
-    elif kind == "rgba":
-        Image.new("RGBA", (6, 6), (10, 200, 30, 128)).save(buf, format="PNG")
-    elif kind == "palette":
-        Image.new("P", (6, 6), 3).save(buf, format="PNG")
-    elif kind == "16bit":
-        Image.new("I;16", (6, 6), 40000).save(buf, format="PNG")
-    elif kind == "1bit":
-        Image.new("1", (6, 6), 1).save(buf, format="PNG")
-    elif kind == "cmyk-jpeg":
-        Image.new("CMYK", (6, 6), (0, 50, 100, 0)).save(buf, format="JPEG")
-    elif kind == "bigger":
-        Image.new("L", (7, 5), 9).save(buf, format="PNG")
-    elif kind == "gif-named-png":
-        Image.new("L", (6, 6), 9).save(buf, format="GIF")
+    Image.new(mode, size, fill).save(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -201,7 +199,7 @@ def test_fuzz_image_folder(tmp_path):
     seed_png = (pristine / "class0" / "0.png").read_bytes()
     folder = tmp_path / "set"
     cases = []
-    odd = st.sampled_from(("rgb", "rgba", "palette", "16bit", "1bit", "cmyk-jpeg", "bigger", "gif-named-png"))
+    odd = st.sampled_from(sorted(ODD_IMAGES))
 
     @fuzz_settings
     @given(target=st.tuples(st.integers(0, 2), st.integers(0, 5)),
