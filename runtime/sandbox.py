@@ -72,9 +72,17 @@ def describe(fmt: str, path, timeout: float = LOAD_TIMEOUT_S) -> dict:
     if kind == "error":
         raise ArtifactError(payload)
     code = child.exitcode
-    how = f"crashed ({signal.Signals(-code).name})" if code is not None and code < 0 else \
+    how = f"crashed ({signal_name(-code)})" if code is not None and code < 0 else \
         f"exited with status {code}"
     raise ArtifactError(f"{name}: {runtime} {how} while loading it; the file is not a valid {fmt} artifact")
+
+
+def signal_name(number: int) -> str:
+    """SIGSEGV for 11; a number Python has no name for stays a number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _child(fmt: str, path: str, send) -> None:

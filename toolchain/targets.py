@@ -16,13 +16,14 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from edgecnn.runtime.sandbox import signal_name
 
 from . import emulation
 from .errors import BadInput
@@ -41,13 +42,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _last_line(text: str) -> str:
@@ -91,7 +85,7 @@ class HarnessTarget:
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"the harness ran past {HARNESS_TIMEOUT_S} s on {self.name}"}
         if proc.returncode != 0 or not result_path.is_file():
-            how = (f"crashed ({_signal_name(-proc.returncode)})" if proc.returncode < 0
+            how = (f"crashed ({signal_name(-proc.returncode)})" if proc.returncode < 0
                    else f"exited with status {proc.returncode}")
             last = _last_line(proc.stderr)
             return {"status": "error", "reason": f"the harness {how} on {self.name}" + (f": {last}" if last else "")}
