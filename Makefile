@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/train.py
 	$(VENV)/bin/python benchmarks/export.py
 	$(VENV)/bin/python benchmarks/harness.py
+	$(VENV)/bin/python benchmarks/numpy_runtime.py
 
 clean:
 	rm -rf $(VENV) runs artifacts

@@ -16,8 +16,10 @@ def mnist_run(out: Path, framework: str = "torch") -> Path:
     return out
 
 
-def mnist_artifacts(tmp: Path, framework: str = "torch") -> Path:
+def mnist_artifacts(tmp: Path, framework: str = "torch", formats: str = "tflite,ptl,onnx",
+                    int8: bool = True) -> Path:
     run = mnist_run(tmp / f"{framework}-mnist", framework)
     out = tmp / f"{framework}-mnist-artifacts"
-    subprocess.run([EDGECNN, "export", str(run), "--int8", "--out", str(out)], check=True, capture_output=True)
+    subprocess.run([EDGECNN, "export", str(run), "--formats", formats, *(["--int8"] if int8 else []),
+                    "--out", str(out)], check=True, capture_output=True)
     return out

@@ -1,6 +1,6 @@
 """edgecnn.converters: one module per artifact format, each with the same surface:
 
-    FORMAT, SUFFIX, TWIN ("torch" or "keras": which twin it converts from),
+    FORMAT, SUFFIX, TWIN ("torch", "keras" or "numpy": which twin it converts from),
     PRECISIONS, LAYOUT, export(model, precision, calib, path, options) -> metadata
 
 and the weight bridge between the twins (bridge.py). A new format is one file and one
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-FORMATS = ("tflite", "ptl", "onnx")
+FORMATS = ("tflite", "ptl", "onnx", "numpy")
 
 
 def converter(fmt: str):

@@ -10,6 +10,7 @@ RUNNERS = {
     "tflite": ("litert", "LiteRTRunner"),
     "ptl": ("torchlite", "TorchLiteRunner"),
     "onnx": ("onnxrt", "OnnxRuntimeRunner"),
+    "numpy": ("numpyrt", "NumpyRunner"),
 }
 
 

@@ -15,13 +15,15 @@ def test_setup_is_reused_and_doctor_sees_it(emulated_env):
 
 
 def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_env, mnist_artifacts, tmp_path):
-    r = edgecnn("validate", mnist_artifacts["torch"], mnist_artifacts["tf"], "--target", "emulated:cortex-a72",
+    """The PyTorch run's artifacts: the Keras run's use the same ARM kernels, and CI time is
+    better spent elsewhere than running them twice under emulation."""
+    r = edgecnn("validate", mnist_artifacts["torch"], "--target", "emulated:cortex-a72",
                 "--target", "emulated:cortex-a76", "--json", "--report", tmp_path / "rep", *FAST_BENCH,
                 env=emulated_env, timeout=1800)
     assert r.code == 0, r
     rows = r.json["results"]
     ran = [x for x in rows if x["format"] in ("tflite", "onnx")]
-    assert len(ran) == 16  # 2 frameworks x 2 formats x 2 precisions x 2 CPUs
+    assert len(ran) == 8  # 2 formats x 2 precisions x 2 CPUs
     for x in ran:
         assert x["status"] == "pass" and x["emulated"] and x["target"] in ("emulated:cortex-a72",
                                                                             "emulated:cortex-a76"), x
@@ -33,7 +35,7 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_env, mnist_arti
         # emulated time is kept under its own name, never beside real latencies
         assert "latency_ms" not in x and x["emulated_latency_ms"]["p50"] > 0
     skipped = [x for x in rows if x["format"] == "ptl"]
-    assert len(skipped) == 8 and all(x["status"] == "skipped" and "427 MB" in x["reason"] for x in skipped)
+    assert len(skipped) == 4 and all(x["status"] == "skipped" and "427 MB" in x["reason"] for x in skipped)
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "emulated:cortex-a76" in page and "under QEMU user-mode emulation" in page
 

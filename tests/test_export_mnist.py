@@ -69,7 +69,9 @@ def test_manifest_describes_every_artifact(mnist_runs, mnist_artifacts, framewor
     assert m["model"]["scaling"]["divide_by"] == 255.0
     assert m["calibration"]["samples"] == 500 and len(m["calibration"]["indices"]) == 500
     # the weight bridge was needed (TFLite from torch, or ptl/onnx from Keras) and proven
-    assert m["bridge"]["max_abs_diff"] <= 1e-4 and m["bridge"]["images"] == 256
+    proof, = m["bridge"]
+    assert proof["direction"] == {"torch": "torch -> keras", "tf": "keras -> torch"}[framework]
+    assert proof["max_abs_diff"] <= 1e-4 and proof["images"] == 256
     ref = np.load(art / "reference.npz")
     assert ref["logits"].shape == (10000, 10)
     assert hashlib.sha256((art / "reference.npz").read_bytes()).hexdigest() == m["reference"]["sha256"]

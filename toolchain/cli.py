@@ -38,25 +38,45 @@ def _slug(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{kind}-{Path(path).stem}" if sep else dataset)
 
 
+PIPELINE_FRAMEWORKS = {"torch": ["torch"], "tf": ["tf"], "numpy": ["numpy"], "both": ["torch", "tf"],
+                       "all": ["torch", "tf", "numpy"]}
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise BadInput(f"{option} takes comma-separated whole numbers, got {text!r}") from None
+
+
 def _default_run_dir(framework: str, dataset: str) -> Path:
     return Path("runs") / f"{framework}-{_slug(dataset)}"
 
 
 @cli.command()
-@click.option("--framework", type=click.Choice(["torch", "tf"]), default="torch", show_default=True,
-              help="Framework to train in.")
+@click.option("--framework", type=click.Choice(["torch", "tf", "numpy"]), default="torch", show_default=True,
+              help="Framework to train in; numpy is edgecnn's own, written from scratch in NumPy.")
 @click.option("--dataset", default="digits", show_default=True,
-              help="digits, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
+              help="digits, xor, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
+@click.option("--model", type=click.Choice(["cnn", "mlp"]), default="cnn", show_default=True,
+              help="The model spec; mlp trains only with --framework numpy.")
+@click.option("--hidden", default=None, metavar="SIZES",
+              help="mlp: comma-separated hidden layer sizes, e.g. 4 or 4,4 [default: 128].")
+@click.option("--activation", type=click.Choice(["relu", "sigmoid"]), default=None,
+              help="mlp: the activation after each hidden layer [default: relu].")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+              help="sgd (plain gradient descent) only with --framework numpy.")
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Folder holding mnist/ or fashion-mnist/ IDX files (else $EDGECNN_DATA_DIR, "
                    "then the user cache).")
 @click.option("--epochs", type=int, default=None, help="Passes over the training set "
-              "[default: 30 for digits, 3 otherwise].")
+              "[default: 30 for digits, 10000 for xor, 3 otherwise].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True,
-              help="Peak learning rate of Adam; it decays to zero on a cosine.")
-@click.option("--shift", type=int, default=1, show_default=True,
-              help="Random translation of training images, in pixels each way (0: none).")
+              help="Peak learning rate; it decays to zero on a cosine.")
+@click.option("--shift", type=int, default=None,
+              help="Random translation of training images, in pixels each way (0: none) "
+                   "[default: 1; 0 for xor].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None,
               help="CPU threads for training [default: every usable core].")
@@ -64,21 +84,27 @@ def _default_run_dir(framework: str, dataset: str) -> Path:
               help="Run folder to write [default: runs/FRAMEWORK-DATASET].")
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def train(framework, dataset, data_dir, epochs, batch_size, lr, shift, seed, threads, out, force, as_json):
-    """Train the reference CNN and write a run folder."""
+def train(framework, dataset, model, hidden, activation, optimizer, data_dir, epochs, batch_size, lr, shift, seed,
+          threads, out, force, as_json):
+    """Train a model (the reference CNN by default) and write a run folder."""
     from . import train as training
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BadInput(f"data folder {data_dir} does not exist")
+    sizes = ()
+    if hidden is not None or model == "mlp":
+        sizes = tuple(_ints(hidden or "128", "--hidden"))
     cfg = training.TrainConfig(
         framework=framework, epochs=training.default_epochs(dataset) if epochs is None else epochs,
-        batch_size=batch_size, lr=lr, seed=seed, shift=shift,
-        threads=training.default_threads() if threads is None else threads)
+        batch_size=batch_size, lr=lr, seed=seed,
+        shift=training.default_shift(dataset) if shift is None else shift,
+        threads=training.default_threads() if threads is None else threads,
+        model=model, hidden=sizes, activation=activation or "relu", optimizer=optimizer)
     out = Path(out) if out else _default_run_dir(framework, dataset)
     result = training.train(dataset, cfg, out, force=force, data_dir=data_dir)
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"{framework} cnn on {dataset}: test accuracy {result['test_accuracy']:.2%} "
+        click.echo(f"{framework} {model} on {dataset}: test accuracy {result['test_accuracy']:.2%} "
                    f"after {cfg.epochs} epochs, {result['params']:,} parameters, "
                    f"{result['train_seconds']:.1f} s of training")
         click.echo(f"run folder: {out}")
@@ -87,7 +113,7 @@ def train(framework, dataset, data_dir, epochs, batch_size, lr, shift, seed, thr
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--formats", default="tflite,ptl,onnx", show_default=True,
-              help="Comma-separated: tflite, ptl, onnx.")
+              help="Comma-separated: tflite, ptl, onnx, numpy (the NumPy runtime's .npz).")
 @click.option("--int8", "int8", is_flag=True, help="Also write post-training int8 artifacts.")
 @click.option("--precisions", default=None,
               help="Comma-separated: fp32, int8, dynamic (TFLite only) [default: fp32, plus int8 with --int8].")
@@ -201,7 +227,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 
 @cli.command()
 @click.argument("art_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--formats", default="tflite,ptl,onnx", show_default=True, help="Comma-separated formats to run.")
+@click.option("--formats", default="tflite,ptl,onnx,numpy", show_default=True,
+              help="Comma-separated formats to run (those the folders hold).")
 @click.option("--precisions", default="fp32,dynamic,int8", show_default=True,
               help="Comma-separated precisions to run.")
 @click.option("--dataset", default=None,
@@ -232,14 +259,15 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
 
 
 @cli.command()
-@click.option("--framework", type=click.Choice(["torch", "tf", "both"]), default="both", show_default=True,
-              help="Train in PyTorch, TensorFlow/Keras, or both side by side.")
+@click.option("--framework", type=click.Choice(list(PIPELINE_FRAMEWORKS)), default="both", show_default=True,
+              help="Train in PyTorch, TensorFlow/Keras, NumPy, both (PyTorch and Keras side by side) or all three.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
 @click.option("--data-dir", type=click.Path(), default=None, help="Where to find MNIST-style IDX files.")
 @click.option("--epochs", type=int, default=None, help="[default: 30 for digits, 3 otherwise]")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--formats", default="tflite,ptl,onnx", show_default=True, help="Comma-separated formats.")
+@click.option("--formats", default="tflite,ptl,onnx", show_default=True,
+              help="Comma-separated: tflite, ptl, onnx, numpy.")
 @click.option("--int8", "int8", is_flag=True, help="Also export and validate post-training int8 artifacts.")
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 @click.option("--out", type=click.Path(), default=None,
@@ -256,7 +284,7 @@ def pipeline(framework, dataset, data_dir, epochs, seed, formats, int8, calib_sa
     fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
                                            ssh_config, accept_new, **gate_flags)
-    frameworks = ["torch", "tf"] if framework == "both" else [framework]
+    frameworks = PIPELINE_FRAMEWORKS[framework]
     out = Path(out) if out else Path("runs") / f"pipeline-{_slug(dataset)}"
     doc = run_pipeline(frameworks, dataset, out, force=force, data_dir=data_dir, epochs=epochs, seed=seed,
                        formats=fmts, precisions=["fp32", "int8"] if int8 else ["fp32"],

@@ -1,7 +1,8 @@
 """Datasets by name: uint8 images (N, H, W, C), integer labels, class names, and a
 fixed train/test split.
 
-Names: `digits` (scikit-learn's bundled set, the offline default), `mnist` and
+Names: `digits` (scikit-learn's bundled set, the offline default), `xor` (the four
+cases of the seed's first network, as 1x2 images), `mnist` and
 `fashion-mnist` (IDX files, see idx.py), `idx:DIR` (any folder of MNIST-format IDX
 files), `npz:PATH`, `csv:PATH` and `folder:PATH`.
 """
@@ -24,7 +25,7 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_CLASSES = models.MAX_CLASSES  # labels are class indices: a stray huge one must not make a billion classes
-NAMED = ("digits", "mnist", "fashion-mnist")
+NAMED = ("digits", "xor", "mnist", "fashion-mnist")
 PREFIXED = ("idx", "npz", "csv", "folder")
 
 
@@ -54,6 +55,8 @@ def load(name: str, data_dir=None) -> Dataset:
     """Resolve a dataset name to arrays; every failure is a one-line BadInput."""
     if name == "digits":
         return _digits()
+    if name == "xor":
+        return _xor()
     if name in idx.SOURCES:
         folder = idx.locate(name, data_dir)
         return _from_idx(name, folder, list(idx.SOURCES[name].classes))
@@ -158,6 +161,15 @@ def _digits() -> Dataset:
     # pixels are 0..16; stretch them to the uint8 range every other source uses
     x = np.round(d.images * (255 / 16)).astype(np.uint8)
     return _split("digits", x, d.target, [str(c) for c in d.target_names])
+
+
+def _xor() -> Dataset:
+    """The truth table of XOR: inputs 0 and 1 stored as pixels 0 and 255, so that the usual
+    scaling (divide by 255) gives the network exactly 0 and 1. The four cases are both the
+    training and the test split: XOR has no unseen cases to hold out."""
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.uint8).reshape(4, 1, 2, 1) * 255
+    y = np.array([0, 1, 1, 0])
+    return _finish("xor", x, y, x.copy(), y.copy(), ["0", "1"])
 
 
 def _from_idx(name, folder: Path, classes=None) -> Dataset:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 from importlib import metadata
 
 from edgecnn.runtime import RUNNERS, RuntimeMissing, runner_class
@@ -11,7 +12,7 @@ from . import emulation
 # what export needs for each format: each requirement is a distribution, or alternatives
 # that provide the same module; checked by metadata so doctor does not pay for imports
 CONVERTERS = {"tflite": [("tensorflow", "tensorflow-cpu")], "ptl": [("torch",)],
-              "onnx": [("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",)]}
+              "onnx": [("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",)], "numpy": [("numpy",)]}
 
 
 def _dist_version(name: str) -> str | None:
@@ -54,7 +55,10 @@ def check() -> dict:
             t["detail"] = (f"{emulation.CPUS[cpu]['board']}; environment not set up yet: the first use sets it "
                            f"up (about a minute), or run `edgecnn device setup emulated`")
         targets.append(t)
-    targets.append({"target": "ssh://user@host", "usable": False, "reason": "not supported by this edgecnn yet"})
+    ssh = shutil.which("ssh")
+    targets.append({"target": "ssh://user@host", "usable": bool(ssh),
+                    **({"detail": f"OpenSSH client {ssh}; `edgecnn doctor --target ssh://user@host` checks a device"}
+                       if ssh else {"reason": "the OpenSSH client (ssh) is not installed"})})
     return {"runtimes": runtimes, "converters": converters, "targets": targets,
             "ok": all(r["usable"] for r in runtimes)}
 

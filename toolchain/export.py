@@ -26,6 +26,8 @@ from .errors import BadInput, brief, disk_full
 from .runs import Run
 
 MANIFEST_SCHEMA = 1
+BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": models.build_keras,
+            "numpy": models.build_numpy}
 ALL_PRECISIONS = ("fp32", "dynamic", "int8")
 BRIDGE_IMAGES = 256
 MIN_CALIB, WARN_CALIB = 10, 100
@@ -76,6 +78,11 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=500, en
     out = Path(out)
     pairs = plan(formats, precisions)
     run = Run(run_dir)
+    if run.spec.arch != "cnn":
+        other = [f for f, _ in pairs if converter(f).TWIN != "numpy"]
+        if other:
+            raise BadInput(f"the {run.spec.arch} spec exists only in NumPy: it exports to numpy, "
+                           f"not {', '.join(dict.fromkeys(other))}")
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:
@@ -97,32 +104,23 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, dat
         "samples": int(len(calib)), "method": "random training images", "seed": seed}
     x_test = ds.x_test.astype(np.float32) / 255.0
 
-    # the source model, and its twin through the bridge when a format needs the other one
-    twins, bridge_info = {}, None
-    if run.framework == "torch":
-        twins["torch"] = run.load_torch()
-        reference = bridge.torch_logits(twins["torch"], x_test)
-    else:
-        twins["keras"] = run.load_keras()
-        reference = bridge.keras_logits(twins["keras"], x_test)
-    needed = {converter(f).TWIN for f, _ in pairs}
-    if "keras" in needed and "keras" not in twins:
-        twins["keras"] = models.build_keras(run.spec)
-        bridge.torch_to_keras(twins["torch"], twins["keras"])
-        direction = "torch -> keras"
-    elif "torch" in needed and "torch" not in twins:
-        twins["torch"] = models.build_torch(run.spec).eval()
-        bridge.keras_to_torch(twins["keras"], twins["torch"])
-        direction = "keras -> torch"
-    else:
-        direction = None
-    if direction:
+    # the source model, and each other twin a format needs, copied through the bridge
+    # and proven against the source before anything is converted
+    source, model = run.load_twin()
+    twins = {source: model}
+    reference = bridge.logits(source, model, x_test)
+    bridge_info = []
+    flat = models.flatten_shape(run.spec)
+    for kind in sorted({converter(f).TWIN for f, _ in pairs} - {source}):
+        twins[kind] = BUILDERS[kind](run.spec)
+        bridge.copy_weights(source, model, kind, twins[kind], flat)
         try:
-            diff = bridge.prove(twins["torch"], twins["keras"], x_test[:BRIDGE_IMAGES])
+            diff = bridge.prove(source, model, kind, twins[kind], x_test[:BRIDGE_IMAGES])
         except bridge.BridgeError as e:
             raise BadInput(str(e)) from None
-        bridge_info = {"direction": direction, "images": BRIDGE_IMAGES, "max_abs_diff": diff,
-                       "tolerance": bridge.TOLERANCE}
+        direction = f"{source} -> {kind}"
+        bridge_info.append({"direction": direction, "images": BRIDGE_IMAGES, "max_abs_diff": diff,
+                            "tolerance": bridge.TOLERANCE})
         log(f"bridge {direction}: max abs logit difference {diff:.2e} on {BRIDGE_IMAGES} test images")
 
     entries = []
@@ -176,7 +174,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, dat
                                        "epochs": run.info.get("epochs")},
         },
         "calibration": None if calib is None else dict(calib_info, indices=calib_idx.tolist()),
-        "bridge": bridge_info,
+        "bridge": bridge_info,  # one proof per twin copied from the source
         "reference": {"file": "reference.npz", "sha256": ref_sha, "samples": int(len(reference)),
                       "accuracy": float((reference.argmax(1) == ds.y_test).mean())},
         "artifacts": entries,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgecnn.converters import FORMATS, converter
 from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, sandbox
 
 from . import outdir
@@ -18,10 +19,18 @@ PTL_WARNING = ("a .ptl file carries TorchScript code that runs when it is loaded
                "load only artifacts from a source you trust")
 
 
+def format_of(path: Path) -> str | None:
+    """The artifact format that a file's suffix names, if any."""
+    by_suffix = {converter(f).SUFFIX: f for f in FORMATS if f in RUNNERS}
+    return by_suffix.get(path.suffix)
+
+
 def describe(path: Path) -> dict:
-    fmt = path.suffix.lstrip(".")
-    if fmt not in RUNNERS:
-        raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; expected .tflite, .ptl or .onnx")
+    fmt = format_of(path)
+    if fmt is None:
+        suffixes = [converter(f).SUFFIX for f in FORMATS]
+        raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; expected {', '.join(suffixes[:-1])} "
+                       f"or {suffixes[-1]}")
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
     entry = _manifest_entry(path)

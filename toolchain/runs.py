@@ -6,7 +6,8 @@ from pathlib import Path
 from . import models, outdir
 from .errors import BadInput, brief
 
-WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras"}
+WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras", "numpy": "model.npz"}
+TWIN = {"torch": "torch", "tf": "keras", "numpy": "numpy"}  # framework -> its twin in the weight bridge
 
 
 class Run:
@@ -71,6 +72,24 @@ class Run:
         except (SafetensorError, RuntimeError, OSError) as e:
             raise BadInput(f"{self.weights}: cannot load the weights ({brief(e)})") from None
         return model.eval()
+
+    def load_numpy(self):
+        """The trained NumPy network; its .npz is read without pickle, and it must be the
+        network that spec.json describes."""
+        from edgecnn.runtime import npnet
+        try:
+            net = npnet.load(self.weights)
+        except npnet.ModelFileError as e:
+            raise BadInput(f"{self.weights}: cannot load the weights ({e})") from None
+        if (net.input_shape != tuple(self.spec.input_shape)
+                or net.config()["layers"] != models.numpy_layers(self.spec)):
+            raise BadInput(f"{self.weights}: its layers are not the {self.spec.arch} that spec.json describes")
+        return net
+
+    def load_twin(self):
+        """(twin kind, trained model) for the weight bridge."""
+        kind = TWIN[self.framework]
+        return kind, {"torch": self.load_torch, "keras": self.load_keras, "numpy": self.load_numpy}[kind]()
 
     def load_keras(self):
         """The trained Keras model, loaded with safe_mode (no arbitrary code)."""

@@ -20,13 +20,17 @@ from . import data, models, outdir
 from .errors import BadInput
 from .progress import EpochProgress
 
-FRAMEWORKS = {"torch": "train_torch", "tf": "train_keras"}
+FRAMEWORKS = {"torch": "train_torch", "tf": "train_keras", "numpy": "train_numpy"}
+NUMPY_ONLY = "numpy"  # the framework that trains the mlp spec and offers --optimizer sgd
 RUN_SCHEMA = 1
 
 # Epochs when --epochs is not given. MNIST-size sets need few passes; digits has 1,437
-# training images, so one epoch is 23 batches.
-DEFAULT_EPOCHS = {"digits": 30}
+# training images, so one epoch is 23 batches; xor has 4, so one epoch is one step.
+DEFAULT_EPOCHS = {"digits": 30, "xor": 10000}
 DEFAULT_EPOCHS_OTHER = 3
+# Random translation when --shift is not given: none for xor, whose two "pixels" are its inputs.
+DEFAULT_SHIFT = {"xor": 0}
+DEFAULT_SHIFT_OTHER = 1
 
 
 @dataclass
@@ -38,6 +42,10 @@ class TrainConfig:
     seed: int
     threads: int
     shift: int = 1  # random translation, pixels each way (0: none)
+    model: str = "cnn"
+    hidden: tuple[int, ...] = ()  # mlp: units per hidden layer
+    activation: str = "relu"      # mlp: after each hidden layer
+    optimizer: str = "adam"
 
 
 def default_threads() -> int:
@@ -49,6 +57,10 @@ def default_threads() -> int:
 
 def default_epochs(dataset: str) -> int:
     return DEFAULT_EPOCHS.get(dataset, DEFAULT_EPOCHS_OTHER)
+
+
+def default_shift(dataset: str) -> int:
+    return DEFAULT_SHIFT.get(dataset, DEFAULT_SHIFT_OTHER)
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -64,6 +76,12 @@ def validate_config(cfg: TrainConfig) -> None:
         raise BadInput(f"learning rate must be a positive number, got {cfg.lr}")
     if cfg.seed < 0:
         raise BadInput(f"seed must be 0 or more, got {cfg.seed}")
+    if cfg.framework != NUMPY_ONLY and cfg.model != "cnn":
+        raise BadInput(f"the {cfg.model} model trains only with --framework {NUMPY_ONLY}")
+    if cfg.framework != NUMPY_ONLY and cfg.optimizer != "adam":
+        raise BadInput(f"--optimizer {cfg.optimizer} is offered only with --framework {NUMPY_ONLY}")
+    if cfg.model != "mlp" and (cfg.hidden or cfg.activation != "relu"):
+        raise BadInput("--hidden and --activation shape the mlp model; add --model mlp")
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -83,7 +101,7 @@ def versions(framework: str) -> dict:
     if framework == "torch":
         import torch
         v["torch"] = torch.__version__
-    else:
+    elif framework == "tf":
         import keras
         import tensorflow as tf
         v["tensorflow"], v["keras"] = tf.__version__, keras.__version__
@@ -96,7 +114,8 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
     out = Path(out)
     outdir.check_free(out, force, "run folder")  # fail before minutes of training
     ds = data.load(dataset, data_dir)
-    spec = models.ModelSpec("cnn", ds.input_shape, ds.classes)
+    spec = models.ModelSpec(cfg.model, ds.input_shape, ds.classes,
+                            **({"hidden": list(cfg.hidden), "activation": cfg.activation} if cfg.model == "mlp" else {}))
     models.check(spec)
     trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[cfg.framework]}")
 
@@ -117,7 +136,6 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
             "weights": weights,
             "params": trained.params,
             "train_seconds": round(train_seconds, 3),
-            "optimizer": "adam",
             "schedule": "cosine",
             **asdict(cfg),
             "train_samples": int(len(ds.x_train)),
@@ -128,7 +146,7 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
         outdir.write_json(tmp / "spec.json", spec.to_json())
         outdir.write_json(tmp / "history.json", history)
         outdir.write_json(tmp / "metrics.json", metrics)
-    return {"framework": cfg.framework, "dataset": run["dataset"], "epochs": cfg.epochs,
+    return {"framework": cfg.framework, "model": cfg.model, "dataset": run["dataset"], "epochs": cfg.epochs,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "threads": cfg.threads,
             "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
             "params": trained.params, "train_seconds": run["train_seconds"],
