@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 EDGECNN = str(Path(sys.executable).parent / "edgecnn")
 
@@ -23,3 +26,15 @@ def mnist_artifacts(tmp: Path, framework: str = "torch", formats: str = "tflite,
     subprocess.run([EDGECNN, "export", str(run), "--formats", formats, *(["--int8"] if int8 else []),
                     "--out", str(out)], check=True, capture_output=True)
     return out
+
+
+def time_minimal(once, min_runs: int, min_seconds: float, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        once()
+    clock, times = time.perf_counter_ns, []
+    end = clock() + int(min_seconds * 1e9)
+    while len(times) < min_runs or clock() < end:
+        t = clock()
+        once()
+        times.append(clock() - t)
+    return float(np.median(times)) / 1e6

@@ -25,12 +25,11 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import mnist_artifacts
+from common import mnist_artifacts, time_minimal
 from edgecnn.runtime import runner_for
 from edgecnn.runtime.bench import bench
 from edgecnn.runtime.evaluate import evaluate
@@ -55,6 +54,10 @@ def minimal_loop(fmt: str, path: Path, sample_nhwc: np.ndarray, threads: int):
             invoke()
             return get(out_index)
         return once
+    if fmt == "numpy":
+        from edgecnn.runtime import npnet
+        net = npnet.load(path)
+        return lambda: net.forward(sample_nhwc)
     x_nchw = np.ascontiguousarray(sample_nhwc.transpose(0, 3, 1, 2))
     if fmt == "onnx":
         import onnxruntime as ort
@@ -73,18 +76,6 @@ def minimal_loop(fmt: str, path: Path, sample_nhwc: np.ndarray, threads: int):
         with torch.inference_mode():
             return module(t)
     return once
-
-
-def time_minimal(once, min_runs: int, min_seconds: float, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        once()
-    clock, times = time.perf_counter_ns, []
-    end = clock() + int(min_seconds * 1e9)
-    while len(times) < min_runs or clock() < end:
-        t = clock()
-        once()
-        times.append(clock() - t)
-    return float(np.median(times)) / 1e6
 
 
 def main() -> None:

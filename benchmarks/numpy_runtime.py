@@ -16,25 +16,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import mnist_artifacts
+from common import mnist_artifacts, time_minimal
 from edgecnn.runtime import runner_for
 from edgecnn.toolchain import data
-
-
-def median_ms(runner, native, seconds: float, min_runs: int = 5) -> float:
-    runner.run(native)  # warm: first-call allocations
-    clock, times = time.perf_counter_ns, []
-    end = clock() + int(seconds * 1e9)
-    while len(times) < min_runs or clock() < end:
-        t = clock()
-        runner.run(native)
-        times.append(clock() - t)
-    return float(np.median(times)) / 1e6
 
 
 def main() -> None:
@@ -59,7 +47,8 @@ def main() -> None:
         ratios = []
         for rnd in range(args.rounds):
             order = list(runners) if rnd % 2 == 0 else list(reversed(runners))
-            got = {name: median_ms(runners[name], native[name], args.seconds) for name in order}
+            got = {name: time_minimal(lambda: runners[name].run(native[name]), 5, args.seconds, warmup=1)
+                   for name in order}
             for name, ms in got.items():
                 times[name].append(ms)
             ratios.append(got["numpy"] / got["onnxruntime"])

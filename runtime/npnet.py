@@ -17,12 +17,16 @@ that description before anything runs.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
 FILE_FORMAT, FILE_VERSION = "edgecnn-numpy", 1
 META_KEY = "__model__"
-MAX_LAYERS, MAX_PARAMS = 64, 200_000_000
+# Limits that keep a hostile file from costing unbounded memory or time; far above any
+# edge model (the MNIST cnn has 0.4 M parameters in a 1.6 MB file).
+MAX_LAYERS, MAX_PARAMS, MAX_BYTES = 64, 200_000_000, 1 << 30
+MAX_SIDE, MAX_KERNEL, MAX_META = 4096, 15, 1 << 20
 
 
 class ModelFileError(Exception):
@@ -87,8 +91,8 @@ class Conv2D(Layer):
     def __init__(self, name, kernel, bias):
         super().__init__(name)
         kh, kw = kernel.shape[:2]
-        if kh != kw or kh % 2 != 1:
-            raise ValueError(f"{name}: kernel {kh}x{kw} is not odd and square")
+        if kh != kw or kh % 2 != 1 or kh > MAX_KERNEL:
+            raise ValueError(f"{name}: kernel {kh}x{kw} is not odd, square and at most {MAX_KERNEL}")
         self.params = {"kernel": kernel, "bias": bias}
 
     def config(self):
@@ -220,12 +224,12 @@ class Flatten(Layer):
     kind = "flatten"
 
     def out_shape(self, shape):
-        return (int(np.prod(shape)),)
+        return (math.prod(shape),)
 
     def forward(self, x, train=False):
         if train:
             self.in_shape = x.shape
-        return x.reshape(len(x), -1)
+        return x.reshape(len(x), math.prod(x.shape[1:]))  # -1 cannot size an empty batch
 
     def backward(self, dy, need_dx=True):
         return dy.reshape(self.in_shape)
@@ -337,6 +341,8 @@ def _layer_from_config(cfg: dict, arrays, dtype) -> Layer:
                 raise ModelFileError(f"the array {name}.{k} is missing")
             if a.dtype != np.float32 or a.ndim != (1 if k == "bias" else 4 if kind == "conv2d" else 2):
                 raise ModelFileError(f"{name}.{k} is {a.dtype} with {a.ndim} dimensions")
+            if 0 in a.shape:
+                raise ModelFileError(f"{name}.{k} has a dimension of 0")
             params.append(np.ascontiguousarray(a, dtype=dtype))
         kernel, bias = params
         if bias.shape != kernel.shape[-1:]:
@@ -354,20 +360,24 @@ def _layer_from_config(cfg: dict, arrays, dtype) -> Layer:
 
 
 def from_arrays(arrays: dict[str, np.ndarray], dtype=np.float32) -> Sequential:
+    bad = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]
+    if bad:  # NpzFile hands back a member without an .npy header as bytes
+        raise ModelFileError(f"its member {bad[0][:40]!r} is not a NumPy array")
     raw = arrays.get(META_KEY)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META:
         raise ModelFileError(f"it has no {META_KEY} description")
     try:
         meta = json.loads(raw.tobytes().decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelFileError(f"its {META_KEY} description is not JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
         raise ModelFileError(f"it is not an {FILE_FORMAT} file")
-    if meta.get("version") != FILE_VERSION:
+    if not (type(meta.get("version")) is int and meta["version"] == FILE_VERSION):
         raise ModelFileError(f"it is version {str(meta.get('version'))[:20]}; this runtime reads {FILE_VERSION}")
     shape = (meta.get("input") or {}).get("shape") if isinstance(meta.get("input"), dict) else None
-    if not (isinstance(shape, list) and len(shape) == 4 and all(type(d) is int and d > 0 for d in shape[1:])):
-        raise ModelFileError("its input shape is not [-1, height, width, channels]")
+    if not (isinstance(shape, list) and len(shape) == 4 and shape[0] == -1 and type(shape[0]) is int
+            and all(type(d) is int and 0 < d <= MAX_SIDE for d in shape[1:])):
+        raise ModelFileError(f"its input shape is not [-1, height, width, channels] (sides up to {MAX_SIDE})")
     layers = meta.get("layers")
     if not (isinstance(layers, list) and 0 < len(layers) <= MAX_LAYERS and all(isinstance(c, dict) for c in layers)):
         raise ModelFileError("its layer list is missing or malformed")
@@ -387,6 +397,10 @@ def load(path, dtype=np.float32) -> Sequential:
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ModelFileError("it is not an .npz archive")
         with loaded as npz:
+            # the sizes the archive declares bound what reading it can cost (zipfile
+            # stops a member at its declared size): check them before reading anything
+            if sum(info.file_size for info in npz.zip.infolist()) > MAX_BYTES:
+                raise ModelFileError(f"it declares more than {MAX_BYTES >> 20} MB of arrays")
             arrays = {k: npz[k] for k in npz.files}
     except ModelFileError:
         raise
@@ -394,15 +408,3 @@ def load(path, dtype=np.float32) -> Sequential:
         raise ModelFileError(f"it is not a readable .npz ({type(e).__name__}: {' '.join(str(e).split())[:120]})") \
             from None
     return from_arrays(arrays, dtype)
-
-
-def limit_threads(threads: int) -> bool:
-    """Cap the BLAS threads under NumPy's matrix products. threadpoolctl does it (it comes
-    with scikit-learn); where it is not installed, NumPy keeps its BLAS default and this
-    returns False."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return False
-    threadpool_limits(limits=threads, user_api="blas")
-    return True

@@ -122,13 +122,14 @@ def test_whole_cnn_against_the_torch_twin():
     assert set(errors) == set(grads) and all(e <= RTOL for e in errors.values()), errors
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_optimizer_steps_match_torch(name):
+@pytest.mark.parametrize("name,momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", None)])
+def test_optimizer_steps_match_torch(name, momentum):
     params = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
     tparams = [t(v) for v in params.values()]
-    opt = train_numpy.OPTIMIZERS[name](params, **({"momentum": 0.9} if name == "sgd" else {}))
-    topt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
-            "adam": lambda p: torch.optim.Adam(p, lr=0.05)}[name](tparams)
+    if name == "sgd":  # momentum 0 is what --optimizer sgd runs: plain gradient descent
+        opt, topt = train_numpy.SGD(params, momentum), torch.optim.SGD(tparams, lr=0.05, momentum=momentum)
+    else:
+        opt, topt = train_numpy.Adam(params), torch.optim.Adam(tparams, lr=0.05)
     for _ in range(3):
         grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
         opt.step(grads, lr=0.05)
@@ -137,3 +138,49 @@ def test_optimizer_steps_match_torch(name):
         topt.step()
     for (k, v), p in zip(params.items(), tparams):
         assert rel_err(v, p.detach().numpy()) <= RTOL, k
+
+
+def test_hostile_network_files_are_refused_with_a_reason(tmp_path):
+    """What a crafted .npz could do to a loader that trusts it: each is a ModelFileError
+    with a short reason, before anything large is allocated."""
+    import io
+    import json
+    import zipfile
+    spec = models.ModelSpec("cnn", (8, 8, 1), [str(i) for i in range(10)])
+    good = tmp_path / "good.npz"
+    models.build_numpy(spec).save(good)
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays["__model__"].tobytes())
+
+    def variant(name, change_meta=None, **replace):
+        a = dict(arrays, **replace)
+        if change_meta:
+            m = json.loads(json.dumps(meta))
+            change_meta(m)
+            a["__model__"] = np.frombuffer(json.dumps(m).encode(), np.uint8)
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **a)
+        return path
+
+    raw_member = tmp_path / "raw.npz"
+    buf = io.BytesIO(good.read_bytes())
+    with zipfile.ZipFile(buf, "a") as z:
+        z.writestr("junk", b"not an array")
+    raw_member.write_bytes(buf.getvalue())
+    cases = {
+        raw_member: "is not a NumPy array",
+        variant("deep", __model__=np.frombuffer(b"[" * 100_000, np.uint8)): "is not JSON",
+        variant("version", lambda m: m.update(version=True)): "version",
+        variant("batch", lambda m: m["input"].update(shape=[1, 8, 8, 1])): "input shape",
+        variant("side", lambda m: m["input"].update(shape=[-1, 10 ** 9, 8, 1])): "input shape",
+        variant("empty", **{"conv1.kernel": np.zeros((3, 3, 1, 0), np.float32)}): "dimension of 0",
+        variant("kernel", **{"conv1.kernel": np.zeros((101, 101, 1, 32), np.float32)}): "at most 15",
+        variant("dtype", **{"fc2.bias": np.zeros(10, np.float64)}): "float64",
+        variant("unknown", lambda m: m["layers"].insert(0, {"type": ["relu"]})): "unknown layer type",
+        variant("mismatch", **{"fc1.kernel": np.zeros((7, 128), np.float32)}): "do not fit together",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(npnet.ModelFileError, match=reason):
+            npnet.load(path)
+    assert npnet.load(good).classes == 10

@@ -165,3 +165,27 @@ def test_the_device_can_be_an_emulated_pi(device, emulated_env, digits_artifacts
     assert r.json["targets"][0]["machine"] == "aarch64"
     for x in r.json["results"]:
         assert x["status"] == "pass" and x["host_agreement"] == 1.0, x
+
+
+def test_a_device_with_numpy_alone_runs_numpy_artifacts(device, digits_run, tmp_path):
+    """What the NumPy runtime is for: a device where no ML runtime installs. Its Python
+    here has numpy and nothing else that edgecnn could use (the others shadowed)."""
+    art = tmp_path / "art"
+    assert edgecnn("export", digits_run, "--formats", "tflite,numpy", "--out", art).code == 0
+    shadow = tmp_path / "shadow"
+    for pkg in ("onnxruntime", "ai_edge_litert", "torch", "tensorflow"):
+        (shadow / pkg).mkdir(parents=True)
+        (shadow / pkg / "__init__.py").write_text(f"raise ImportError('no {pkg} here')\n")
+    wrapper = tmp_path / "numpy-only-python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH=\"$PYTHONPATH:{shadow}\" exec {PYTHON} \"$@\"\n")
+    wrapper.chmod(0o755)
+    ssh = ["--target", "ssh://pi", "--ssh-config", device["config"], "--remote-python", wrapper]
+    r = edgecnn("doctor", *ssh, "--json")
+    assert r.code == 1, r
+    assert {x["format"]: x["usable"] for x in r.json["runtimes"]} == {
+        "tflite": False, "ptl": False, "onnx": False, "numpy": True}
+    r = edgecnn("validate", art, "--formats", "numpy", *ssh, *FAST_BENCH, "--json")
+    assert r.code == 0, r
+    row, = [x for x in r.json["results"] if x["target"] == "ssh://pi"]
+    assert row["status"] == "pass" and row["host_agreement"] == 1.0 and row["host_max_abs_diff"] <= 1e-4, row
+    assert row["latency_ms"]["p50"] > 0 and not row["emulated"]

@@ -16,7 +16,9 @@ from pathlib import Path
 import click
 
 from . import __version__
+from . import models
 from .errors import BadInput, disk_full
+from .train import OPTIMIZERS
 
 # Keep third-party banners off the user's terminal; set before any framework import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,8 +31,8 @@ EXIT_OK, EXIT_GATE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 @click.version_option(__version__, prog_name="edgecnn")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug):
-    """Train a small image-classification CNN, export it to edge formats and validate
-    every artifact on the runtime a device would use."""
+    """Train a small image classifier (in PyTorch, Keras or from-scratch NumPy), export
+    it to edge formats and validate every artifact on the runtime a device would use."""
 
 
 def _slug(dataset: str) -> str:
@@ -58,13 +60,13 @@ def _default_run_dir(framework: str, dataset: str) -> Path:
               help="Framework to train in; numpy is edgecnn's own, written from scratch in NumPy.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, xor, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
-@click.option("--model", type=click.Choice(["cnn", "mlp"]), default="cnn", show_default=True,
+@click.option("--model", type=click.Choice(models.ARCHS), default="cnn", show_default=True,
               help="The model spec; mlp trains only with --framework numpy.")
 @click.option("--hidden", default=None, metavar="SIZES",
               help="mlp: comma-separated hidden layer sizes, e.g. 4 or 4,4 [default: 128].")
-@click.option("--activation", type=click.Choice(["relu", "sigmoid"]), default=None,
+@click.option("--activation", type=click.Choice(models.ACTIVATIONS), default=None,
               help="mlp: the activation after each hidden layer [default: relu].")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
               help="sgd (plain gradient descent) only with --framework numpy.")
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Folder holding mnist/ or fashion-mnist/ IDX files (else $EDGECNN_DATA_DIR, "

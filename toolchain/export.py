@@ -25,7 +25,7 @@ from . import __version__, data, models, outdir
 from .errors import BadInput, brief, disk_full
 from .runs import Run
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: "bridge" is a list of proofs, one per twin copied
 BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": models.build_keras,
             "numpy": models.build_numpy}
 ALL_PRECISIONS = ("fp32", "dynamic", "int8")

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edgecnn.runtime.npnet import MAX_PARAMS  # a file npnet would refuse must not be trained
+
 from .errors import BadInput
 
 ARCHS = ("cnn", "mlp")
@@ -100,6 +102,29 @@ def check(spec: ModelSpec) -> None:
                            f"got {spec.hidden}")
         if spec.activation not in ACTIVATIONS:
             raise BadInput(f"unknown activation {str(spec.activation)[:40]!r}; choose one of {', '.join(ACTIVATIONS)}")
+    params = count_params(spec)
+    if params > MAX_PARAMS:
+        raise BadInput(f"model {spec.arch!r} on {h}x{w}x{c} images would have {params:,} parameters; "
+                       f"edgecnn's limit for an edge model is {MAX_PARAMS:,}")
+
+
+def count_params(spec: ModelSpec) -> int:
+    """The parameter count of the spec's network (the same in every framework), from
+    its layer list alone."""
+    total, shape = 0, spec.input_shape
+    for cfg in numpy_layers(spec):
+        if cfg["type"] == "conv2d":
+            k, cin = cfg["size"], shape[2]
+            total += k * k * cin * cfg["filters"] + cfg["filters"]
+            shape = (shape[0], shape[1], cfg["filters"])
+        elif cfg["type"] == "maxpool":
+            shape = (shape[0] // cfg["size"], shape[1] // cfg["size"], shape[2])
+        elif cfg["type"] == "flatten":
+            shape = (math.prod(shape),)
+        elif cfg["type"] == "dense":
+            total += shape[0] * cfg["units"] + cfg["units"]
+            shape = (cfg["units"],)
+    return total
 
 
 def _mlp_outputs(spec: ModelSpec) -> int:

@@ -2,7 +2,8 @@
 
 Everything lands in one folder: runs/<framework>/, artifacts/<framework>/ and report/
 (index.html, report.md, results.json, junit.xml). With both frameworks the same CNN is
-trained in PyTorch and in Keras and every artifact of both is validated in one table.
+trained in PyTorch and in Keras and every artifact of both is validated in one table;
+with all, in edgecnn's NumPy framework too.
 
 With --force an earlier pipeline folder is moved aside and comes back if this one fails
 (a crash, bad input, Ctrl-C); it is deleted only once the new report is written. A gate

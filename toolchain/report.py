@@ -16,8 +16,9 @@ from pathlib import Path
 from . import outdir
 
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
-FORMAT_MARKERS = {"tflite": "o", "ptl": "s", "onnx": "^"}
-FORMAT_NAMES = {"tflite": "TFLite (LiteRT)", "ptl": "TorchScript Lite", "onnx": "ONNX (ONNX Runtime)"}
+FORMAT_MARKERS = {"tflite": "o", "ptl": "s", "onnx": "^", "numpy": "D"}
+FORMAT_NAMES = {"tflite": "TFLite (LiteRT)", "ptl": "TorchScript Lite", "onnx": "ONNX (ONNX Runtime)",
+                "numpy": "NumPy (.npz)"}
 
 
 def _name(r: dict) -> str:
@@ -179,7 +180,7 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     for r in ran:
         colour = PRECISION_COLOURS.get(r["precision"], "grey")
         hollow = len(models) > 1 and r.get("model") != models[0]
-        ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=FORMAT_MARKERS.get(r["format"], "D"),
+        ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=FORMAT_MARKERS.get(r["format"], "P"),
                    facecolors="white" if hollow else colour, edgecolors=colour, linewidths=1.8, zorder=3)
     ax.set_xlim(0, max(r["latency_ms"]["p50"] for r in ran) * 1.1)
     ax.set_xlabel("p50 latency, batch 1 (ms)")

@@ -81,7 +81,8 @@ class HarnessTarget:
         cmd, env = self._command(job_path, workdir)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S,
-                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **env))
+                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1",
+                                           **thread_env(self.threads), **env))
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"the harness ran past {HARNESS_TIMEOUT_S} s on {self.name}"}
         if proc.returncode != 0 or not result_path.is_file():
@@ -96,6 +97,13 @@ class HarnessTarget:
             for key in ("latency_ms", "infer_ms", "first_ms", "load_ms", "import_ms"):
                 result[f"emulated_{key}"] = result.pop(key, None)
         return result
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """BLAS thread pools are sized when numpy is imported, before the harness reads its
+    job, so the thread count also goes into the environment: it caps the NumPy runtime's
+    matrix products as the job's count caps the other runtimes' own pools."""
+    return {v: str(threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 class LocalTarget(HarnessTarget):
@@ -286,7 +294,8 @@ class SshTarget(HarnessTarget):
             return {"status": "error", "reason": self._explain(copied.stderr)}
         self.sent.add(data_name)
         try:
-            proc = self._ssh(f"cd {d} && PYTHONPATH={d} {self.python} -m edgecnn.runtime.harness job.json")
+            threads = " ".join(f"{k}={v}" for k, v in thread_env(self.threads).items())
+            proc = self._ssh(f"cd {d} && PYTHONPATH={d} {threads} {self.python} -m edgecnn.runtime.harness job.json")
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"{self.name}: the harness ran past {HARNESS_TIMEOUT_S} s"}
         if proc.returncode == 255:

@@ -22,6 +22,7 @@ from .progress import EpochProgress
 
 FRAMEWORKS = {"torch": "train_torch", "tf": "train_keras", "numpy": "train_numpy"}
 NUMPY_ONLY = "numpy"  # the framework that trains the mlp spec and offers --optimizer sgd
+OPTIMIZERS = ("adam", "sgd")  # train_numpy.OPTIMIZERS implements both; the others use Adam
 RUN_SCHEMA = 1
 
 # Epochs when --epochs is not given. MNIST-size sets need few passes; digits has 1,437
@@ -76,6 +77,10 @@ def validate_config(cfg: TrainConfig) -> None:
         raise BadInput(f"learning rate must be a positive number, got {cfg.lr}")
     if cfg.seed < 0:
         raise BadInput(f"seed must be 0 or more, got {cfg.seed}")
+    if cfg.model not in models.ARCHS:
+        raise BadInput(f"unknown model {cfg.model!r}; choose one of {', '.join(models.ARCHS)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise BadInput(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if cfg.framework != NUMPY_ONLY and cfg.model != "cnn":
         raise BadInput(f"the {cfg.model} model trains only with --framework {NUMPY_ONLY}")
     if cfg.framework != NUMPY_ONLY and cfg.optimizer != "adam":

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from edgecnn.converters import bridge
 from edgecnn.runtime import npnet
 
 from . import models
@@ -69,9 +70,8 @@ class Trained:
         self.net, self.spec = net, spec
         self.params = net.count_params()
 
-    def predict(self, x_uint8: np.ndarray, batch: int = 500) -> np.ndarray:
-        return np.concatenate([self.net.forward(scaled(x_uint8[i:i + batch], self.spec))
-                               for i in range(0, len(x_uint8), batch)])
+    def predict(self, x_uint8: np.ndarray) -> np.ndarray:
+        return bridge.numpy_logits(self.net, scaled(x_uint8, self.spec))
 
     def save(self, folder) -> str:
         self.net.save(folder / self.weights_file)
@@ -84,8 +84,21 @@ def scaled(x_uint8: np.ndarray, spec) -> np.ndarray:
     return x
 
 
+def limit_threads(threads: int) -> None:
+    """Cap the BLAS threads under NumPy's matrix products for training, with threadpoolctl
+    (installed with scikit-learn)."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def cosine(peak: float, step: int, total: int) -> float:
+    """The learning rate at `step` of `total`, decaying from `peak` to zero on a cosine
+    (PyTorch's CosineAnnealingLR, which the other trainers use)."""
+    return peak * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
 def fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
-    npnet.limit_threads(cfg.threads)
+    limit_threads(cfg.threads)
     net = models.build_numpy(spec, cfg.seed)
     opt = OPTIMIZERS[cfg.optimizer](net.params)
     rng = np.random.default_rng(cfg.seed)
@@ -101,14 +114,14 @@ def fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
         x_all = random_shift(ds.x_train, cfg.shift, rng)
         perm = rng.permutation(n)
         loss_sum, correct = 0.0, 0
-        lr_start = cfg.lr * 0.5 * (1 + math.cos(math.pi * done / total))
+        lr_start = cosine(cfg.lr, done, total)
         for step, start in enumerate(range(0, n, bs), 1):
             idx = perm[start:start + bs]
             labels = ds.y_train[idx]
             logits = net.forward(scaled(x_all[idx], spec), train=True)
             loss, dlogits = npnet.softmax_cross_entropy(logits, labels)
             net.backward(dlogits)
-            opt.step(net.grads, cfg.lr * 0.5 * (1 + math.cos(math.pi * done / total)))  # cosine to zero
+            opt.step(net.grads, cosine(cfg.lr, done, total))
             done += 1
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(1) == labels).sum())

@@ -26,7 +26,7 @@ from .errors import BadInput, brief
 from .export import ALL_PRECISIONS as PRECISIONS, FORMATS
 
 RESULTS_SCHEMA = 1
-FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow"}
+FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "numpy": "NumPy"}
 
 
 def _is_int(v) -> bool:
