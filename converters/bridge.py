@@ -20,7 +20,6 @@ import numpy as np
 TOLERANCE = 1e-4
 CONVS = ("conv1", "conv2")
 DENSES = ("fc1", "fc2")
-TWINS = ("torch", "keras", "numpy")
 
 
 class BridgeError(Exception):
