@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from . import runner_for
+from . import cpu, runner_for
 from .bench import bench
 from .evaluate import evaluate
 from .runner import ArtifactError, RuntimeMissing
@@ -56,7 +56,7 @@ def check_input(runner, image_hwc) -> None:
 
 def run_job(job: dict) -> dict:
     result = {"python": platform.python_version(), "machine": platform.machine(),
-              "threads": int(job.get("threads", 1))}
+              "threads": int(job.get("threads", 1)), "cpu": cpu.describe()}
     runner = runner_for(job["format"], job["artifact"], result["threads"])
     result["runtime"] = runner.runtime
     try:

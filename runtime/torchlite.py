@@ -2,11 +2,29 @@
 from __future__ import annotations
 
 import importlib
+import json
+import zipfile
 from collections import Counter
 
 import numpy as np
 
 from .runner import Runner, TensorSpec
+
+# an int8 .ptl names the quantized engine it was made for in this extra file
+ENGINE_FILE = "edgecnn.json"
+
+
+def recorded_engine(path) -> str | None:
+    """The engine an edgecnn int8 .ptl was quantized for, or None (fp32, or not ours)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            member = next((i for i in z.infolist() if i.filename.endswith(f"/extra/{ENGINE_FILE}")), None)
+            if member is None or member.file_size > 4096:
+                return None
+            engine = json.loads(z.read(member)).get("engine")
+    except Exception:  # a damaged file is for the lite interpreter's loader to refuse, with its reason
+        return None
+    return engine if isinstance(engine, str) else None
 
 
 class TorchLiteRunner(Runner):
@@ -25,6 +43,14 @@ class TorchLiteRunner(Runner):
 
     def _load_impl(self):
         self.lib.set_num_threads(self.threads)
+        # the kernels the file was made for, where this PyTorch has them (an ARM build has
+        # no x86 engine: it keeps its own). The engine is read when the file is loaded.
+        wanted = recorded_engine(self.path)
+        backends = self.lib.backends.quantized
+        if wanted in backends.supported_engines:
+            backends.engine = wanted
+        self.engine = backends.engine
+        self.version = f"{self.version} ({self.engine} engine)"
         self.module = self.lib.jit.mobile._load_for_lite_interpreter(str(self.path))
 
     def _input_spec(self):

@@ -121,7 +121,8 @@ def emulated_env(tmp_path_factory) -> dict:
     """The emulated aarch64 Python in a cache of its own, provisioned from nothing by the
     CLI as a user's first run is; pip keeps its usual cache so wheels are not fetched twice."""
     import shutil
-    if not (shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")):
+    if not (shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")) or not (
+            shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")):
         if os.environ.get("EDGECNN_REQUIRE_EMULATION") == "1":
             pytest.fail("qemu-user-static is required but not installed")
         pytest.skip("qemu-user-static is not installed")
@@ -130,5 +131,5 @@ def emulated_env(tmp_path_factory) -> dict:
            "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
     first = edgecnn("device", "setup", "emulated", "--json", env=env, timeout=900)
     assert first.code == 0, first
-    assert first.json["reused"] is False
+    assert first.json["reused"] is False and first.json["x86"]["x86-avx2"]["reused"] is False
     return env

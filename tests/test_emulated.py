@@ -1,5 +1,6 @@
-"""Raspberry Pi-class CPUs under QEMU user-mode emulation: the same artifacts must give
-the same answers on ARM kernels as here, and a broken ARM kernel must be caught."""
+"""Raspberry Pi-class CPUs, and an x86 CPU without VNNI, under QEMU user-mode emulation:
+the same artifacts must give the same answers on their kernels as here, and a broken ARM
+kernel must be caught."""
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
 
 
@@ -7,26 +8,30 @@ def test_setup_is_reused_and_doctor_sees_it(emulated_env):
     again = edgecnn("device", "setup", "emulated", "--json", env=emulated_env)
     assert again.code == 0 and again.json["reused"] is True, again
     assert set(again.json["versions"]["wheels"]) == {"numpy", "onnxruntime", "ai-edge-litert"}
+    assert again.json["x86"]["x86-avx2"]["reused"] is True
     r = edgecnn("doctor", "--json", env=emulated_env)
     targets = {t["target"]: t for t in r.json["targets"]}
-    for cpu, board in (("cortex-a72", "Raspberry Pi 4"), ("cortex-a76", "Raspberry Pi 5")):
+    for cpu, board in (("cortex-a72", "Raspberry Pi 4"), ("cortex-a76", "Raspberry Pi 5"),
+                       ("x86-avx2", "AVX2 and no VNNI")):
         assert targets[f"emulated:{cpu}"]["usable"] and board in targets[f"emulated:{cpu}"]["detail"]
         assert "ready" in targets[f"emulated:{cpu}"]["detail"]
+    assert targets["local"]["int8"]["int8_accumulation"] in targets["local"]["detail"]
 
 
-def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_env, mnist_artifacts, tmp_path):
-    """The PyTorch run's artifacts: the Keras run's use the same ARM kernels, and CI time is
+def test_mnist_artifacts_answer_the_same_on_pi4_pi5_and_avx2(emulated_env, mnist_artifacts, tmp_path):
+    """The PyTorch run's artifacts: the Keras run's use the same kernels, and CI time is
     better spent elsewhere than running them twice under emulation."""
     r = edgecnn("validate", mnist_artifacts["torch"], "--target", "emulated:cortex-a72",
-                "--target", "emulated:cortex-a76", "--json", "--report", tmp_path / "rep", *FAST_BENCH,
-                env=emulated_env, timeout=1800)
+                "--target", "emulated:cortex-a76", "--target", "emulated:x86-avx2", "--json",
+                "--report", tmp_path / "rep", *FAST_BENCH, env=emulated_env, timeout=1800)
     assert r.code == 0, r
     rows = r.json["results"]
-    ran = [x for x in rows if x["format"] in ("tflite", "onnx")]
-    assert len(ran) == 8  # 2 formats x 2 precisions x 2 CPUs
+    ran = [x for x in rows if x["status"] != "skipped"]
+    assert len(ran) == 14  # tflite and onnx x 2 precisions x 3 CPUs, and ptl on the x86 one
     for x in ran:
         assert x["status"] == "pass" and x["emulated"] and x["target"] in ("emulated:cortex-a72",
-                                                                            "emulated:cortex-a76"), x
+                                                                            "emulated:cortex-a76",
+                                                                            "emulated:x86-avx2"), x
         assert x["samples"] >= 1000 and x["accuracy"] > 0.98
         if x["precision"] == "int8":
             assert x["host_agreement"] == 1.0, x
@@ -34,10 +39,11 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_env, mnist_arti
             assert x["host_max_abs_diff"] <= 1e-4, x
         # emulated time is kept under its own name, never beside real latencies
         assert "latency_ms" not in x and x["emulated_latency_ms"]["p50"] > 0
-    skipped = [x for x in rows if x["format"] == "ptl"]
+    skipped = [x for x in rows if x["format"] == "ptl" and x["target"] != "emulated:x86-avx2"]
     assert len(skipped) == 4 and all(x["status"] == "skipped" and "427 MB" in x["reason"] for x in skipped)
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "emulated:cortex-a76" in page and "under QEMU user-mode emulation" in page
+    assert "int8 sums: int16 pairs, saturating" in page  # the AVX2 CPU, in the target line
 
 
 def test_a_broken_arm_kernel_is_caught(emulated_env, digits_artifacts, tmp_path):
@@ -60,4 +66,7 @@ def test_without_qemu_the_error_says_how_to_install_it(digits_artifacts, tmp_pat
     assert_bad_input(edgecnn("validate", digits_artifacts, "--target", "emulated:cortex-a72",
                              env={"PATH": str(bare), "XDG_CACHE_HOME": str(tmp_path)}),
                      "QEMU user-mode emulation is not installed", "apt-get install qemu-user-static")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--target", "emulated:x86-avx2",
+                             env={"PATH": str(bare), "XDG_CACHE_HOME": str(tmp_path)}),
+                     "x86-64 user-mode emulator is not installed", "apt-get install qemu-user-static")
     assert_bad_input(edgecnn("validate", digits_artifacts, "--target", "emulated:cortex-m4"), "unknown emulated CPU")

@@ -162,8 +162,8 @@ def _validation_options(f):
     opts = [
         click.option("--target", "targets", multiple=True, default=("local",), show_default=True,
                      help="Where to run the artifacts: local (this machine), emulated:cortex-a72 (Raspberry "
-                          "Pi 4), emulated:cortex-a76 (Pi 5), ssh://user@host[:port] (a device). Repeat for "
-                          "several."),
+                          "Pi 4), emulated:cortex-a76 (Pi 5), emulated:x86-avx2 (an x86 CPU without VNNI, whose "
+                          "int8 kernels saturate), ssh://user@host[:port] (a device). Repeat for several."),
         click.option("--remote-python", default="python3", show_default=True,
                      help="The Python to run on ssh:// devices; it needs numpy and the runtimes."),
         click.option("--ssh-config", type=click.Path(), default=None,
@@ -217,6 +217,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
         click.echo(json.dumps(doc))
     else:
         click.echo(report.table(doc))
+        for line in report.differences(doc):
+            click.echo(f"differs: {line}")
         for kind, path in (report_files or {}).items():
             if kind in ("html", "markdown", "junit"):
                 click.echo(f"{kind} report: {path}")
@@ -304,15 +306,22 @@ def device():
 @click.option("--force", is_flag=True, help="Provision again even if the cached environment is current.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def device_setup(kind, force, as_json):
-    """Provision the emulated aarch64 Python (Raspberry Pi 4 and 5 CPUs) in the user cache."""
+    """Provision the emulated aarch64 Python (Raspberry Pi 4 and 5 CPUs) in the user cache,
+    and on an x86-64 machine the emulated x86 CPU without VNNI (x86-avx2)."""
     from . import emulation
     info = emulation.setup(force=force)
+    info["x86"] = {m: emulation.setup_x86(m, force=force) for m, c in emulation.CPUS.items()
+                   if c["arch"] == "x86_64" and not emulation.host_runs(m)}
     if as_json:
         click.echo(json.dumps(info))
     else:
-        how = "reused" if info["reused"] else f"set up in {info['seconds']:.0f} s"
+        def how(i):
+            return "reused" if i["reused"] else f"set up in {i['seconds']:.0f} s"
         click.echo(f"emulated aarch64 Python 3.11 with {', '.join(f'{k} {v}' for k, v in info['versions']['wheels'].items())}: "
-                   f"{how}, in {info['root']}")
+                   f"{how(info)}, in {info['root']}")
+        for model, x in info["x86"].items():
+            click.echo(f"emulated {model} ({emulation.CPUS[model]['board']}), this machine's Python: "
+                       f"{how(x)}, in {x['root']}")
 
 
 @cli.command()

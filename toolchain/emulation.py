@@ -15,12 +15,21 @@ system package, `apt-get install qemu-user-static`):
 
 Everything is built in a temporary folder and renamed into place, and a stamp records
 the versions, so a second use starts at once and a changed stack is provisioned anew.
+
+An x86-64 CPU with AVX2 and no VNNI (`x86-avx2`), the int8 kernels of most x86 CI
+runners: this machine's own Python and packages under QEMU's x86-64 user-mode emulator
+with `-cpu Haswell`. TCG emulates every instruction, so the runtimes see (through
+CPUID) and use only what the emulated model has, whatever this machine's CPU is. Its
+provisioning is one folder, `emulated-x86/<model>/` beside the aarch64 one, that QEMU's -L
+serves from: a
+proc/cpuinfo with the model's flags, so the harness reports the CPU it ran on.
 """
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import platform
 import posixpath
 import shutil
 import subprocess
@@ -44,18 +53,31 @@ PACKAGES = (
 WHEELS = ("numpy", "onnxruntime", "ai-edge-litert")
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 
-# CPU models: QEMU's name -> what /proc/cpuinfo says on that board.
+# CPU models: the target's name -> the architecture, QEMU's -cpu, and what /proc/cpuinfo
+# says on that board
 CPUS = {
-    "cortex-a72": {"board": "Raspberry Pi 4", "part": "0xd08", "features": "fp asimd evtstrm crc32 cpuid"},
-    "cortex-a76": {"board": "Raspberry Pi 5", "part": "0xd0b",
+    "cortex-a72": {"arch": "aarch64", "board": "Raspberry Pi 4", "part": "0xd08",
+                   "features": "fp asimd evtstrm crc32 cpuid"},
+    "cortex-a76": {"arch": "aarch64", "board": "Raspberry Pi 5", "part": "0xd0b",
                    "features": "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
                                "asimdrdm lrcpc dcpop asimddp"},
     # QEMU's default model: kept to show what a broken ARM kernel looks like (its int8
     # TFLite answers are wrong); never a stand-in for a real board
-    "max": {"board": "QEMU max (known to compute int8 TFLite wrongly)", "part": "0xd08",
+    "max": {"arch": "aarch64", "board": "QEMU max (known to compute int8 TFLite wrongly)", "part": "0xd08",
             "features": "fp asimd evtstrm crc32 cpuid"},
+    # Haswell without TSX and without the system features TCG cannot offer (QEMU warns on
+    # each): AVX2, FMA, F16C, BMI; no AVX-512, no VNNI
+    "x86-avx2": {"arch": "x86_64", "qemu_cpu": "Haswell-noTSX,-invpcid,-pcid,-x2apic,-tsc-deadline",
+                 "board": "x86-64 with AVX2 and no VNNI (Intel Haswell)",
+                 "model": "Intel Core Processor (Haswell, no TSX)",
+                 "features": "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "
+                             "mmx fxsr sse sse2 ss syscall nx pdpe1gb rdtscp lm constant_tsc nopl cpuid pni "
+                             "pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx f16c rdrand "
+                             "hypervisor lahf_lm abm fsgsbase bmi1 avx2 smep bmi2 erms xsaveopt"},
 }
-QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
+ARM_CPUS = tuple(m for m, c in CPUS.items() if c["arch"] == "aarch64")
+X86_HOSTS = ("x86_64", "amd64")
+QEMU = {"aarch64": ("qemu-aarch64-static", "qemu-aarch64"), "x86_64": ("qemu-x86_64-static", "qemu-x86_64")}
 QEMU_HINT = "install QEMU user-mode emulation: apt-get install qemu-user-static"
 STAMP = "edgecnn-emulated.json"
 
@@ -65,8 +87,22 @@ def cache_root() -> Path:
     return Path(base) / "edgecnn" / "emulated"
 
 
-def qemu() -> str | None:
-    return next((p for p in map(shutil.which, QEMU_NAMES) if p), None)
+def qemu(arch: str = "aarch64") -> str | None:
+    return next((p for p in map(shutil.which, QEMU[arch]) if p), None)
+
+
+def x86_root() -> Path:
+    return cache_root().parent / "emulated-x86"
+
+
+def host_runs(model: str) -> str | None:
+    """Why this machine cannot emulate `model`, or None when it can. The x86 models run
+    this machine's own Python, so they need an x86-64 host."""
+    machine = platform.machine().lower()
+    if CPUS[model]["arch"] == "x86_64" and machine not in X86_HOSTS:
+        return (f"emulated:{model} runs this machine's own Python under QEMU's x86-64 emulator, so it needs "
+                f"an x86-64 host; this one is {machine}")
+    return None
 
 
 def wanted_versions() -> dict:
@@ -193,6 +229,10 @@ def _site(work: Path, site: Path, versions: dict, log) -> None:
 
 def cpuinfo(model: str, cores: int = 4) -> str:
     cpu = CPUS[model]
+    if cpu["arch"] == "x86_64":
+        block = ("processor\t: {i}\nvendor_id\t: GenuineIntel\nmodel name\t: {model}\n"
+                 "flags\t\t: {features}\n\n")
+        return "".join(block.format(i=i, **cpu) for i in range(cores))
     block = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
              "CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: {part}\nCPU revision\t: 1\n\n")
     return "".join(block.format(i=i, **cpu) for i in range(cores)) + f"Model\t\t: {cpu['board']}\n"
@@ -216,7 +256,7 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
         work = tmp / "work"
         _rootfs(work, tmp / "rootfs", log)
         _site(work, tmp / "site", versions["wheels"], log)
-        for model in CPUS:
+        for model in ARM_CPUS:
             cpu_root = tmp / f"cpu-{model}"
             shutil.copytree(tmp / "rootfs", cpu_root, symlinks=True, copy_function=os.link)
             (cpu_root / "proc").mkdir(exist_ok=True)
@@ -239,10 +279,16 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
 
 
 def command(model: str, args: list[str], root: Path | None = None) -> tuple[list[str], dict]:
-    """The command line and environment that run the emulated Python with `args`."""
+    """The command line and environment that run the emulated Python with `args`. `root`:
+    the provisioned folder (for an x86 model, the model's own)."""
+    cpu = CPUS[model]
+    if cpu["arch"] == "x86_64":
+        prefix = root or x86_root() / model
+        return ([qemu("x86_64") or QEMU["x86_64"][0], "-cpu", cpu["qemu_cpu"], "-L", str(prefix), sys.executable,
+                 *args], {"PYTHONDONTWRITEBYTECODE": "1"})
     root = root or cache_root()
     cpu_root = root / f"cpu-{model}"
-    return ([qemu() or QEMU_NAMES[0], "-cpu", model, "-L", str(cpu_root), str(cpu_root / "usr/bin/python3.11"),
+    return ([qemu() or QEMU["aarch64"][0], "-cpu", model, "-L", str(cpu_root), str(cpu_root / "usr/bin/python3.11"),
              *args],
             {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(root / "site")})
 
@@ -256,3 +302,58 @@ def _smoke(root: Path, log) -> None:
         if proc.stdout.strip() != "aarch64":
             raise BadInput(f"emulated setup: the Python on {model} reports {proc.stdout.strip()!r}, not aarch64")
     log("emulated setup: numpy, ONNX Runtime and LiteRT import on cortex-a72 and cortex-a76")
+
+
+# What the runtimes see of the CPU through CPUID under emulation: numpy's own detection,
+# the same instruction the runtimes' dispatchers use (its table is private to numpy, but
+# read only here, to prove the emulated model hides this machine's wider instructions).
+_X86_PROBE = ("import json, numpy; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+              "from edgecnn.runtime import cpu; "
+              "print(json.dumps({'cpuid': sorted(k for k, v in f.items() if v), 'cpuinfo': cpu.describe()}))")
+
+
+def x86_status(model: str) -> dict:
+    stamp = x86_root() / model / STAMP
+    info = {"qemu": qemu("x86_64"), "root": str(x86_root() / model), "provisioned": False,
+            "unusable": host_runs(model)}
+    try:
+        info["provisioned"] = json.loads(stamp.read_text()).get("python") == sys.executable
+    except (OSError, ValueError, AttributeError):
+        pass
+    return info
+
+
+def setup_x86(model: str, force: bool = False, log=None) -> dict:
+    """The folder QEMU serves /proc/cpuinfo from, and a check that the emulated CPU shows
+    AVX2 and hides AVX-512 and VNNI from the runtimes, whatever this machine has."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    why = host_runs(model)
+    if why:
+        raise BadInput(why)
+    if qemu("x86_64") is None:
+        raise BadInput(f"QEMU's x86-64 user-mode emulator is not installed; {QEMU_HINT}")
+    root = x86_root() / model
+    if not force and x86_status(model)["provisioned"]:
+        return {"root": str(root), "reused": True, "seconds": 0.0}
+    t = time.perf_counter()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".partial", dir=root.parent))
+    try:
+        (tmp / "proc").mkdir()
+        (tmp / "proc" / "cpuinfo").write_text(cpuinfo(model))
+        cmd, env = command(model, ["-c", _X86_PROBE], tmp)
+        proc = _run(cmd, f"this machine's Python on emulated {model}", env=dict(os.environ, **env), timeout=300)
+        seen = json.loads(proc.stdout.strip().splitlines()[-1])
+        wider = [f for f in seen["cpuid"] if f.startswith("AVX512")]
+        if "AVX2" not in seen["cpuid"] or wider or seen["cpuinfo"]["int8"] != ["avx2"]:
+            raise BadInput(f"emulated setup: {model} shows the runtimes {', '.join(seen['cpuid'])}, not AVX2 "
+                           f"without AVX-512 and VNNI")
+        (tmp / STAMP).write_text(json.dumps({"python": sys.executable, "cpuid": seen["cpuid"]}, indent=2) + "\n")
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t
+    log(f"emulated setup: {model} ready ({seconds:.0f} s): this machine's Python under QEMU sees "
+        f"AVX2 and no AVX-512 or VNNI")
+    return {"root": str(root), "reused": False, "seconds": round(seconds, 1), "cpuid": seen["cpuid"]}

@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from . import outdir
+from . import crosscheck, outdir
 
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
 FORMAT_MARKERS = {"tflite": "o", "ptl": "s", "onnx": "^", "numpy": "D"}
@@ -73,9 +73,18 @@ def _target_line(doc: dict) -> str:
     for t in doc.get("targets") or [doc["target"]]:
         kind = "emulated" if t.get("emulated") else "native"
         extra = f", first {t['samples']} test images" if t.get("samples") else ""
+        int8 = t.get("int8") or {}
+        if int8.get("int8_accumulation"):
+            extra += f", int8 sums: {int8['int8_accumulation']}"
         lines.append(f"{t['name']} ({kind} {t.get('machine', '?')}, {t.get('cpu', '?')}, "
                      f"{t.get('threads', 1)} thread(s){extra})")
     return "; ".join(lines)
+
+
+def differences(doc: dict) -> list[str]:
+    """One line per artifact and machine whose top-1 answers differ from the local run's,
+    naming the machine that deviates from the fp32 reference."""
+    return [f"{_name(r)}: {crosscheck.summary(r)}" for r in doc["results"] if r.get("host_deviation")]
 
 
 def _gates_line(doc: dict) -> str:
@@ -147,6 +156,8 @@ def markdown(doc: dict) -> str:
     failed = [(r, g) for r in doc["results"] for g in r.get("gates", []) if not g["passed"]]
     if failed:
         parts += ["## Failed gates", ""] + [f"- {_name(r)}: {g['message']}" for r, g in failed] + [""]
+    if differences(doc):
+        parts += ["## Answers that differ between machines", ""] + [f"- {d}" for d in differences(doc)] + [""]
     return "\n".join(parts)
 
 
@@ -271,6 +282,9 @@ def html_page(doc: dict) -> str:
     if failed:
         parts.append("<h2>Failed gates</h2><ul>" + "".join(
             f"<li>{html.escape(_name(r))}: {html.escape(g['message'])}</li>" for r, g in failed) + "</ul>")
+    if differences(doc):
+        parts.append("<h2>Answers that differ between machines</h2><ul>" + "".join(
+            f"<li>{html.escape(d)}</li>" for d in differences(doc)) + "</ul>")
     if charts:
         parts.append('<h2>Accuracy, latency and size</h2><div class="charts">' + "".join(charts) + "</div>")
     detail = _detail_rows(doc)

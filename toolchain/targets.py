@@ -6,6 +6,8 @@
   aarch64 Python under QEMU user-mode emulation (see emulation.py) running `runtime/`
   copied as a bundle, on a subset of the test split. Its answers are compared with this
   machine's; its timings are labelled emulated and are not device latencies.
+- `emulated:x86-avx2`: this machine's own Python under QEMU's x86-64 emulator as an
+  AVX2 CPU without VNNI, whose int8 kernels saturate; the same subset and comparison.
 - `ssh://user@host[:port]`: a real device, through the system OpenSSH client: the
   bundle, the artifact and the evaluation data are copied to a temporary folder there,
   the device's Python runs the harness, and the JSON and logits come back.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.runtime import cpu as cpus
 from edgecnn.runtime.sandbox import signal_name
 
 from . import emulation
@@ -31,7 +34,7 @@ from .errors import BadInput
 HARNESS_TIMEOUT_S = 900
 EMULATED_SAMPLES = 1000   # test images per artifact under emulation (about 125x slower than native)
 EMULATED_BENCH = {"min_runs": 20, "min_seconds": 0.0, "warmup": 2}  # emulated time is not a device's
-KNOWN = ("local", *(f"emulated:{m}" for m in ("cortex-a72", "cortex-a76")), "ssh://user@host[:port]")
+KNOWN = ("local", *(f"emulated:{m}" for m in emulation.CPUS if m != "max"), "ssh://user@host[:port]")
 
 
 def _cpu_model() -> str:
@@ -111,7 +114,8 @@ class LocalTarget(HarnessTarget):
 
     def describe(self) -> dict:
         return {"name": self.name, "emulated": False, "machine": platform.machine(), "cpu": _cpu_model(),
-                "cores": os.cpu_count(), "threads": self.threads, "python": platform.python_version()}
+                "cores": os.cpu_count(), "threads": self.threads, "python": platform.python_version(),
+                "int8": cpus.describe()}
 
     def _command(self, job_path, workdir):
         return [sys.executable, "-m", "edgecnn.runtime.harness", str(job_path)], {}
@@ -135,17 +139,23 @@ class EmulatedTarget(HarnessTarget):
     def __init__(self, cpu: str, threads: int = 1, samples: int = EMULATED_SAMPLES):
         super().__init__(threads)
         self.cpu, self.samples, self.name = cpu, samples, f"emulated:{cpu}"
+        self.arch = emulation.CPUS[cpu]["arch"]
 
     def describe(self) -> dict:
-        return {"name": self.name, "emulated": True, "machine": "aarch64",
+        python = platform.python_version() if self.arch == "x86_64" else "3.11"
+        return {"name": self.name, "emulated": True, "machine": self.arch,
                 "cpu": f"{self.cpu} ({emulation.CPUS[self.cpu]['board']}) under QEMU user-mode emulation",
-                "threads": self.threads, "python": "3.11", "samples": self.samples}
+                "threads": self.threads, "python": python, "samples": self.samples,
+                "int8": cpus.parse(emulation.cpuinfo(self.cpu, cores=1), self.arch)}
 
     def setup(self, log=None) -> dict:
+        if self.arch == "x86_64":
+            return emulation.setup_x86(self.cpu, log=log)
         return emulation.setup(log=log)
 
     def runs_format(self, fmt):
-        return fmt != "ptl"
+        # the x86 models run this machine's own Python, which has every runtime
+        return self.arch == "x86_64" or fmt != "ptl"
 
     def _job(self, job, workdir):
         if not self.runs_format(job["format"]):
@@ -166,9 +176,10 @@ class EmulatedTarget(HarnessTarget):
         return path
 
     def _command(self, job_path, workdir):
-        bundle = runtime_bundle(workdir / "bundle")
         cmd, env = emulation.command(self.cpu, ["-m", "edgecnn.runtime.harness", str(job_path)])
-        env["PYTHONPATH"] = f"{bundle}{os.pathsep}{env['PYTHONPATH']}"
+        if self.arch == "aarch64":  # its own Python: the runtime alone comes along, as to a device
+            bundle = runtime_bundle(workdir / "bundle")
+            env["PYTHONPATH"] = f"{bundle}{os.pathsep}{env['PYTHONPATH']}"
         return cmd, env
 
 
@@ -183,6 +194,9 @@ def parse_target(text: str, threads: int, ssh: dict | None = None):
     if kind == "emulated" and sep:
         if cpu not in emulation.CPUS:
             raise BadInput(f"unknown emulated CPU {cpu!r}; choose {', '.join(emulation.CPUS)}")
+        why = emulation.host_runs(cpu)
+        if why:
+            raise BadInput(why)
         return EmulatedTarget(cpu, threads)
     raise BadInput(f"unknown target {text!r}; usable targets: {', '.join(KNOWN)}")
 

@@ -21,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, data, gates as gating, outdir
+from edgecnn.runtime import cpu as cpus
+
+from . import __version__, crosscheck, data, gates as gating, outdir
 from .errors import BadInput, brief
 from .export import ALL_PRECISIONS as PRECISIONS, FORMATS
 
 RESULTS_SCHEMA = 1
+HOST_CPU = cpus.describe()  # this machine's int8 instructions: in every document, and blamed when it deviates
 FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "numpy": "NumPy"}
 
 
@@ -235,6 +238,8 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
         rows = []
         total = sum(len(f.entries) for f in folders) * len(targets)
         for (f, name, data_path), label in zip(plans, labels):
+            with np.load(data_path) as z:  # the fp32 answers that settle which machine deviates
+                reference = z["reference"] if "reference" in z.files else None
             for entry in f.entries:
                 job = {"artifact": str((f.folder / entry["file"]).resolve()), "format": entry["format"],
                        "data": str(data_path), "divide_by": float(f.model.get("scaling", {}).get("divide_by", 255)),
@@ -267,7 +272,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
                 if run_order:
                     log(f"validating {where} on {', '.join(t.name for t in run_order)} ...")
                 with ThreadPoolExecutor(max_workers=len(run_order) or 1) as pool:
-                    list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where, host_logits),
+                    list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where, host_logits, reference),
                                   zip(run_order, others_rows)))
     _accuracy_drops(rows)
     for row in rows:
@@ -275,13 +280,18 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
             row["gates"] = gating.check(row, gates)
             if row["target"] != "local":
                 row["gates"] += gating.check_host(row)
-            row["status"] = "pass" if all(g["passed"] for g in row["gates"]) else "fail"
+            else:  # where another machine is right and this one deviates, this row fails
+                row["gates"] += gating.check_against_targets(
+                    [r for r in rows if r["artifact"] == row["artifact"] and r["target"] != "local"])
         else:
             row.setdefault("gates", [])
+    for row in rows:
+        if row["status"] == "ok":
+            row["status"] = "pass" if all(g["passed"] for g in row["gates"]) else "fail"
     return {
         "schema": RESULTS_SCHEMA, "edgecnn": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "host": {"machine": platform.machine(), "python": platform.python_version(), "cpu": HOST_CPU},
         "target": targets[0].describe(), "targets": [t.describe() for t in targets], "gates": gates,
         "bench": bench or {},
         "passed": _passed(rows, gates),
@@ -301,27 +311,22 @@ def _closing(targets):
 
 
 def _run_one(target, job: dict, row: dict, work: Path, log, where: str,
-             host_logits: np.ndarray | None = None) -> np.ndarray | None:
+             host_logits: np.ndarray | None = None, reference: np.ndarray | None = None) -> np.ndarray | None:
     """Run one artifact on one target into `row`, compared with the local run's logits
-    when given; returns its own logits when it ran."""
+    when given (and, where they differ, both with the fp32 `reference`); returns its own
+    logits when it ran."""
     logits_path = work / f"logits-{id(row)}.npy"
     result = target.run(dict(job, logits_out=str(logits_path)),
                         work / ("job-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", target.name)))
     row.update(result, emulated=target.emulated)
     logits = np.load(logits_path) if result.get("status") == "ok" and logits_path.is_file() else None
     if target.name != "local" and logits is not None:
-        row.update(_against_host(logits, host_logits))
+        row.update(crosscheck.against_host(logits, host_logits, reference, target.name, row.get("cpu"),
+                                           HOST_CPU, row["precision"]))
     log(f"validating {where} on {target.name}: {_one_line_summary(row)}")
+    if row.get("host_deviation"):
+        log(f"validating {where}: {crosscheck.summary(row)}")
     return logits
-
-
-def _against_host(logits: np.ndarray, host: np.ndarray | None) -> dict:
-    """Fidelity of another machine's answers to this machine's, image by image."""
-    if host is None or len(host) < len(logits):
-        return {"host_agreement": None, "host_max_abs_diff": None}
-    host = host[:len(logits)]
-    return {"host_agreement": float((logits.argmax(1) == host.argmax(1)).mean()),
-            "host_max_abs_diff": float(np.abs(logits - host).max())}
 
 
 def _passed(rows: list[dict], gates: dict) -> bool:
