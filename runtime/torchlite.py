@@ -50,7 +50,8 @@ class TorchLiteRunner(Runner):
         if wanted in backends.supported_engines:
             backends.engine = wanted
         self.engine = backends.engine
-        self.version = f"{self.version} ({self.engine} engine)"
+        if wanted:
+            self.version = f"{self.version} ({self.engine} engine)"
         self.module = self.lib.jit.mobile._load_for_lite_interpreter(str(self.path))
 
     def _input_spec(self):

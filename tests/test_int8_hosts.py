@@ -5,6 +5,7 @@ and ARM kernels sum in int32. These tests pass on both kinds of host: where a re
 depends on the host, they read the host's own int8 instructions from the results
 document and expect what that kind of CPU must give, with no threshold tuned to either.
 """
+import hashlib
 import json
 import platform
 import shutil
@@ -144,7 +145,6 @@ def test_the_avx2_target_reproduces_saturation_and_the_deviating_machine_is_name
     assert "8-bit weights" in meta["notes"]["quantization"]
     manifest = json.loads((folder / "manifest.json").read_text())
     entry = next(a for a in manifest["artifacts"] if a["file"] == path.name)
-    import hashlib
     entry.update(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), bytes=path.stat().st_size)
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
