@@ -38,13 +38,7 @@ KNOWN = ("local", *(f"emulated:{m}" for m in emulation.CPUS if m != "max"), "ssh
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpus.describe()["model"] or platform.processor() or platform.machine()
 
 
 def _last_line(text: str) -> str:
