@@ -1,6 +1,14 @@
 """TorchScript Lite (.ptl) from the PyTorch twin: traced, then saved for the lite
-interpreter. int8 is eager-mode post-training static quantization with torch.ao:
-conv+relu and linear+relu fused, observers calibrated on the calibration images.
+interpreter. fp32 files are frozen first, so BatchNorm is folded into its convolution.
+int8 is eager-mode post-training static quantization with torch.ao: conv+bn(+relu),
+conv+relu and linear+relu fused where the graph has them, observers calibrated on the
+calibration images.
+
+ReLU6 in int8: qnnpack's quantized relu6 (hardtanh) returns wrong values on
+channels_last tensors, which is what its convolutions output (../shared/notes/models.md:
+95 % of the range wrong on a MobileNet stem). Each ReLU6 of the int8 model therefore
+makes its input contiguous first, which costs a copy and gives right answers on both
+engines.
 
 The quantized engine is recorded inside the .ptl and the lite interpreter runner uses
 it, so a qnnpack file runs qnnpack's kernels on an x86 host too, as on the ARM device it
@@ -30,12 +38,40 @@ TWIN = "torch"
 PRECISIONS = ("fp32", "int8")
 LAYOUT = "NCHW"
 ENGINES = ("qnnpack", "x86")
-FUSE = [["conv1", "relu1"], ["conv2", "relu2"], ["fc1", "relu3"]]
+FUSIONS = (("Conv2d", "BatchNorm2d", "ReLU"), ("Conv2d", "BatchNorm2d"), ("Conv2d", "ReLU"), ("Linear", "ReLU"))
 # what makes the int8 file answer the same on every engine and CPU, recorded in the manifest
 INT8 = {"weights": "int8 per output channel, 8-bit range", "activations": "uint8, 7-bit range [0, 127]",
         "same_on": "the x86 (fbgemm) engine with and without VNNI, qnnpack",
         "why": "x86 kernels without VNNI add u8 x s8 pairs into a saturating int16; 7-bit activations cannot "
                "overflow it"}
+
+
+def fusions(model) -> list[list[str]]:
+    """The chains of modules torch.ao can fuse, read from the twin's graph (its `order`):
+    each link is the only input of the next, and the only reader of its output."""
+    order = dict(model.order)
+    readers: dict[str, list[str]] = {}
+    for name, inputs in model.order:
+        for s in inputs:
+            readers.setdefault(s, []).append(name)
+
+    def kind(name):
+        return type(getattr(model, name)).__name__
+
+    out, taken = [], set()
+    for name, _ in model.order:
+        for pattern in FUSIONS:
+            chain = [name]
+            while len(chain) < len(pattern):
+                nxt = readers.get(chain[-1], [])
+                if len(nxt) != 1 or order[nxt[0]] != (chain[-1],):
+                    break
+                chain.append(nxt[0])
+            if len(chain) == len(pattern) and tuple(map(kind, chain)) == pattern and not taken & set(chain):
+                out.append(chain)
+                taken |= set(chain)
+                break
+    return out
 
 
 def _quantized(model, calib_nchw, engine: str):
@@ -50,7 +86,16 @@ def _quantized(model, calib_nchw, engine: str):
         def forward(self, x):
             return self.dequant(self.body(self.quant(x)))
 
-    body = tq.fuse_modules(copy.deepcopy(model).eval(), FUSE)
+    class ContiguousReLU6(torch.nn.Module):
+        """ReLU6 on a contiguous copy of its input: see the module's note on qnnpack."""
+
+        def forward(self, x):
+            return torch.nn.functional.hardtanh(x.contiguous(), 0.0, 6.0)
+
+    body = tq.fuse_modules(copy.deepcopy(model).eval(), fusions(model))
+    for name, module in list(body.named_children()):
+        if isinstance(module, torch.nn.ReLU6):
+            setattr(body, name, ContiguousReLU6())
     wrapped = Wrapped(body).eval()
     torch.backends.quantized.engine = engine
     # One config for both engines: x86's default (7-bit histogram-calibrated activations,
@@ -82,6 +127,9 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
                      int8=INT8)
     with torch.inference_mode():
         scripted = torch.jit.trace(model, calib_nchw[:1])
+    if precision == "fp32":
+        scripted = torch.jit.freeze(scripted)  # folds BatchNorm into the convolutions
+        notes["frozen"] = True
     try:
         scripted = optimize_for_mobile(scripted)
         notes["optimize_for_mobile"] = "applied"

@@ -180,6 +180,17 @@ def test_csv_source_is_split_stratified_and_seeded(tmp_path):
     assert np.array_equal(d.x_test, data.load(f"csv:{p}").x_test)
 
 
+def test_csv_rows_of_rgb_pixels_are_colour_images(tmp_path):
+    """A row of side x side x 3 values (H, W, C order) is an RGB image."""
+    p = tmp_path / "rgb.csv"
+    rows = [[i % 2, *np.random.default_rng(i).integers(0, 256, 4 * 4 * 3)] for i in range(20)]
+    p.write_text("\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    d = data.load(f"csv:{p}")
+    assert d.input_shape == (4, 4, 3)
+    first = d.x_train[0].reshape(-1).tolist()
+    assert any(first == r[1:] for r in rows)
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda rows: rows[:3] + [rows[3][:-2]] + rows[4:], "line 4 has 15 columns"),
     (lambda rows: rows[:5] + [[rows[5][0], "abc", *rows[5][2:]]] + rows[6:], "line 6 has a non-numeric"),

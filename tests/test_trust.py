@@ -42,7 +42,7 @@ def test_keras_code_in_a_model_is_refused(digits_tf_run, tmp_path):
     marker = tmp_path / "pwned"
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     code = keras.layers.Lambda(lambda x, m=str(marker): (open(m, "w").close(), x)[1], name="payload")
-    evil = keras.Sequential([keras.Input(shape=model.input_shape[1:]), *model.layers, code], name="cnn")
+    evil = keras.Model(model.inputs, code(model.outputs[0]), name="cnn")
     evil.save(run / "model.keras")
     marker.unlink(missing_ok=True)  # building the model here ran the lambda once; edgecnn must not
     r = edgecnn("export", run, "--formats", "tflite", "--out", tmp_path / "artifacts")

@@ -60,8 +60,11 @@ def _default_run_dir(framework: str, dataset: str) -> Path:
               help="Framework to train in; numpy is edgecnn's own, written from scratch in NumPy.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, xor, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
-@click.option("--model", type=click.Choice(models.ARCHS), default="cnn", show_default=True,
-              help="The model spec; mlp trains only with --framework numpy.")
+@click.option("--model", default="cnn", show_default=True, metavar="NAME|FILE",
+              help=f"{', '.join(models.ARCHS)}, or your own architecture in a .toml or .json file; "
+                   f"mlp trains only with --framework numpy.")
+@click.option("--width", type=float, default=None,
+              help="mobilenet: channel width multiplier, e.g. 0.5 [default: 1.0].")
 @click.option("--hidden", default=None, metavar="SIZES",
               help="mlp: comma-separated hidden layer sizes, e.g. 4 or 4,4 [default: 128].")
 @click.option("--activation", type=click.Choice(models.ACTIVATIONS), default=None,
@@ -86,7 +89,7 @@ def _default_run_dir(framework: str, dataset: str) -> Path:
               help="Run folder to write [default: runs/FRAMEWORK-DATASET].")
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def train(framework, dataset, model, hidden, activation, optimizer, data_dir, epochs, batch_size, lr, shift, seed,
+def train(framework, dataset, model, width, hidden, activation, optimizer, data_dir, epochs, batch_size, lr, shift, seed,
           threads, out, force, as_json):
     """Train a model (the reference CNN by default) and write a run folder."""
     from . import train as training
@@ -100,14 +103,15 @@ def train(framework, dataset, model, hidden, activation, optimizer, data_dir, ep
         batch_size=batch_size, lr=lr, seed=seed,
         shift=training.default_shift(dataset) if shift is None else shift,
         threads=training.default_threads() if threads is None else threads,
-        model=model, hidden=sizes, activation=activation or "relu", optimizer=optimizer)
+        model=model, width=1.0 if width is None else width, hidden=sizes, activation=activation or "relu",
+        optimizer=optimizer)
     out = Path(out) if out else _default_run_dir(framework, dataset)
     result = training.train(dataset, cfg, out, force=force, data_dir=data_dir)
     if as_json:
         click.echo(json.dumps(result))
     else:
         click.echo(f"{framework} {model} on {dataset}: test accuracy {result['test_accuracy']:.2%} "
-                   f"after {cfg.epochs} epochs, {result['params']:,} parameters, "
+                   f"after {cfg.epochs} epochs, {result['params']:,} parameters, {result['macs']:,} MACs, "
                    f"{result['train_seconds']:.1f} s of training")
         click.echo(f"run folder: {out}")
 
@@ -119,8 +123,9 @@ def train(framework, dataset, model, hidden, activation, optimizer, data_dir, ep
 @click.option("--int8", "int8", is_flag=True, help="Also write post-training int8 artifacts.")
 @click.option("--precisions", default=None,
               help="Comma-separated: fp32, int8, dynamic (TFLite only) [default: fp32, plus int8 with --int8].")
-@click.option("--calib-samples", type=int, default=500, show_default=True,
-              help="Training images used to calibrate int8 (the same for every format).")
+@click.option("--calib-samples", type=int, default=None,
+              help="Training images used to calibrate int8 (the same for every format) "
+                   "[default: 500, or all of a smaller training set].")
 @click.option("--engine", type=click.Choice(["qnnpack", "x86"]), default="qnnpack", show_default=True,
               help="torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86.")
 @click.option("--data-dir", type=click.Path(), default=None,
@@ -273,7 +278,8 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
 @click.option("--formats", default="tflite,ptl,onnx", show_default=True,
               help="Comma-separated: tflite, ptl, onnx, numpy.")
 @click.option("--int8", "int8", is_flag=True, help="Also export and validate post-training int8 artifacts.")
-@click.option("--calib-samples", type=int, default=500, show_default=True)
+@click.option("--calib-samples", type=int, default=None,
+              help="[default: 500, or all of a smaller training set]")
 @click.option("--out", type=click.Path(), default=None,
               help="Folder for runs, artifacts and report [default: runs/pipeline-DATASET].")
 @click.option("--force", is_flag=True, help="Replace what an earlier pipeline wrote there.")

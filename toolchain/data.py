@@ -240,13 +240,16 @@ def _csv(name, path: Path) -> Dataset:
     if not rows:
         raise BadInput(f"dataset {name!r}: {path} has no data rows")
     pixels = np.asarray(rows, dtype=np.float64)
-    side = int(round(np.sqrt(pixels.shape[1])))
-    if side * side != pixels.shape[1] or side == 0:
-        raise BadInput(f"dataset {name!r}: {pixels.shape[1]} pixels a row is not a square image")
+    # a square grey image, or a square RGB one (H, W, C order): 3 * side**2 is never a square
+    channels = 1 if round(np.sqrt(pixels.shape[1])) ** 2 == pixels.shape[1] else 3
+    side = int(round(np.sqrt(pixels.shape[1] / channels)))
+    if side * side * channels != pixels.shape[1] or side == 0:
+        raise BadInput(f"dataset {name!r}: {pixels.shape[1]} pixels a row is not a square image "
+                       f"(side x side grey, or side x side x 3 RGB)")
     if not np.all(np.isfinite(pixels)) or pixels.min() < 0 or pixels.max() > 255 \
             or not np.all(pixels == np.round(pixels)):
         raise BadInput(f"dataset {name!r}: pixels must be integers in 0..255")
-    x = pixels.astype(np.uint8).reshape(-1, side, side)
+    x = pixels.astype(np.uint8).reshape(-1, side, side, channels)
     return _split(name, x, np.asarray(labels))
 
 

@@ -30,7 +30,7 @@ BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": mode
             "numpy": models.build_numpy}
 ALL_PRECISIONS = ("fp32", "dynamic", "int8")
 BRIDGE_IMAGES = 256
-MIN_CALIB, WARN_CALIB = 10, 100
+MIN_CALIB, WARN_CALIB, DEFAULT_CALIB = 10, 100, 500
 
 
 def parse_list(text: str, allowed, what: str) -> list[str]:
@@ -53,6 +53,8 @@ def plan(formats: list[str], precisions: list[str]) -> list[tuple[str, str]]:
 
 
 def calibration_images(ds, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if samples is None:  # the default: 500, or every training image of a smaller set
+        samples = min(DEFAULT_CALIB, len(ds.x_train))
     if samples < MIN_CALIB:
         raise BadInput(f"--calib-samples {samples} is too few; int8 calibration needs at least {MIN_CALIB}")
     if samples < WARN_CALIB:
@@ -72,13 +74,13 @@ def _io_entry(spec, shape_hwc, layout) -> dict:
     return d
 
 
-def export(run_dir, formats, precisions, out, force=False, calib_samples=500, engine="qnnpack",
+def export(run_dir, formats, precisions, out, force=False, calib_samples=None, engine="qnnpack",
            data_dir=None, log=None) -> tuple[dict, int]:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
     pairs = plan(formats, precisions)
     run = Run(run_dir)
-    if run.spec.arch != "cnn":
+    if models.numpy_only(run.spec):
         other = [f for f, _ in pairs if converter(f).TWIN != "numpy"]
         if other:
             raise BadInput(f"the {run.spec.arch} spec exists only in NumPy: it exports to numpy, "
@@ -110,10 +112,9 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, dat
     twins = {source: model}
     reference = bridge.logits(source, model, x_test)
     bridge_info = []
-    flat = models.flatten_shape(run.spec)
     for kind in sorted({converter(f).TWIN for f, _ in pairs} - {source}):
         twins[kind] = BUILDERS[kind](run.spec)
-        bridge.copy_weights(source, model, kind, twins[kind], flat)
+        bridge.copy_weights(source, model, kind, twins[kind], run.spec.graph)
         try:
             diff = bridge.prove(source, model, kind, twins[kind], x_test[:BRIDGE_IMAGES])
         except bridge.BridgeError as e:
@@ -167,7 +168,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, dat
         "edgecnn": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {
-            "arch": run.spec.arch, "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
+            "arch": run.spec.arch, "params": run.spec.graph.count_params(), "macs": run.spec.graph.macs(),
+            "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
             "dataset": run.dataset, "classes": run.spec.classes,
             "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
             "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),

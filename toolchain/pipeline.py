@@ -20,7 +20,7 @@ from . import data, export as exporting, outdir, report, train as training, vali
 
 def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
              epochs: int | None = None, seed: int = 0, formats=("tflite", "ptl", "onnx"),
-             precisions=("fp32",), calib_samples: int = 500, targets=None, gates=None, bench=None,
+             precisions=("fp32",), calib_samples: int | None = None, targets=None, gates=None, bench=None,
              log=None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)

@@ -82,7 +82,7 @@ class Run:
         except npnet.ModelFileError as e:
             raise BadInput(f"{self.weights}: cannot load the weights ({e})") from None
         if (net.input_shape != tuple(self.spec.input_shape)
-                or net.config()["layers"] != models.numpy_layers(self.spec)):
+                or net.graph.to_json() != self.spec.graph.to_json()):
             raise BadInput(f"{self.weights}: its layers are not the {self.spec.arch} that spec.json describes")
         return net
 

@@ -43,7 +43,8 @@ class TrainConfig:
     seed: int
     threads: int
     shift: int = 1  # random translation, pixels each way (0: none)
-    model: str = "cnn"
+    model: str = "cnn"            # a zoo name, or the path of a .toml / .json architecture file
+    width: float = 1.0            # mobilenet: channel multiplier
     hidden: tuple[int, ...] = ()  # mlp: units per hidden layer
     activation: str = "relu"      # mlp: after each hidden layer
     optimizer: str = "adam"
@@ -77,16 +78,28 @@ def validate_config(cfg: TrainConfig) -> None:
         raise BadInput(f"learning rate must be a positive number, got {cfg.lr}")
     if cfg.seed < 0:
         raise BadInput(f"seed must be 0 or more, got {cfg.seed}")
-    if cfg.model not in models.ARCHS:
-        raise BadInput(f"unknown model {cfg.model!r}; choose one of {', '.join(models.ARCHS)}")
+    if cfg.model not in models.ARCHS and not cfg.model.endswith(models.ARCH_FILE_SUFFIXES):
+        raise BadInput(f"unknown model {cfg.model[:60]!r}; choose one of {', '.join(models.ARCHS)}, "
+                       f"or give an architecture file ({' or '.join(models.ARCH_FILE_SUFFIXES)})")
     if cfg.optimizer not in OPTIMIZERS:
         raise BadInput(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if cfg.framework != NUMPY_ONLY and cfg.model != "cnn":
+    if cfg.framework != NUMPY_ONLY and cfg.model == "mlp":
         raise BadInput(f"the {cfg.model} model trains only with --framework {NUMPY_ONLY}")
+    if cfg.width != 1.0 and cfg.model != "mobilenet":
+        raise BadInput("--width scales the mobilenet model; add --model mobilenet")
     if cfg.framework != NUMPY_ONLY and cfg.optimizer != "adam":
         raise BadInput(f"--optimizer {cfg.optimizer} is offered only with --framework {NUMPY_ONLY}")
     if cfg.model != "mlp" and (cfg.hidden or cfg.activation != "relu"):
         raise BadInput("--hidden and --activation shape the mlp model; add --model mlp")
+
+
+def make_spec(cfg: TrainConfig, input_shape, classes) -> models.ModelSpec:
+    if cfg.model not in models.ARCHS:
+        return models.from_file(cfg.model, input_shape, classes)
+    extra = {"hidden": list(cfg.hidden), "activation": cfg.activation} if cfg.model == "mlp" else {}
+    spec = models.ModelSpec(cfg.model, input_shape, classes, width=cfg.width, **extra)
+    models.check(spec)
+    return spec
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -118,10 +131,10 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
     validate_config(cfg)
     out = Path(out)
     outdir.check_free(out, force, "run folder")  # fail before minutes of training
+    if cfg.model not in models.ARCHS:
+        models.read_arch_file(cfg.model)  # an unreadable file fails before the data loads
     ds = data.load(dataset, data_dir)
-    spec = models.ModelSpec(cfg.model, ds.input_shape, ds.classes,
-                            **({"hidden": list(cfg.hidden), "activation": cfg.activation} if cfg.model == "mlp" else {}))
-    models.check(spec)
+    spec = make_spec(cfg, ds.input_shape, ds.classes)
     trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[cfg.framework]}")
 
     def bar(epoch, epochs, steps):
@@ -140,6 +153,7 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
             "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
             "weights": weights,
             "params": trained.params,
+            "macs": spec.graph.macs(),
             "train_seconds": round(train_seconds, 3),
             "schedule": "cosine",
             **asdict(cfg),
@@ -154,5 +168,5 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
     return {"framework": cfg.framework, "model": cfg.model, "dataset": run["dataset"], "epochs": cfg.epochs,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "threads": cfg.threads,
             "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
-            "params": trained.params, "train_seconds": run["train_seconds"],
+            "params": trained.params, "macs": spec.graph.macs(), "train_seconds": run["train_seconds"],
             "run_dir": str(out)}

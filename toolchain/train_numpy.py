@@ -100,7 +100,7 @@ def cosine(peak: float, step: int, total: int) -> float:
 def fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
     limit_threads(cfg.threads)
     net = models.build_numpy(spec, cfg.seed)
-    opt = OPTIMIZERS[cfg.optimizer](net.params)
+    opt = OPTIMIZERS[cfg.optimizer](net.trainable)
     rng = np.random.default_rng(cfg.seed)
     n, bs = len(ds.x_train), cfg.batch_size
     steps = (n + bs - 1) // bs
