@@ -166,3 +166,12 @@ def test_a_bad_architecture_file_gets_one_line_naming_the_layer(tmp_path, change
     with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         models.from_file(path, (32, 32, 3), TEN)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name,framework", [("image", "keras"), ("forward", "torch")])
+def test_a_layer_name_a_framework_needs_is_refused(tmp_path, name, framework):
+    path = tmp_path / "names.toml"
+    path.write_text(USER.replace('name = "stem_relu"', f'name = "{name}"').replace('"stem_relu"', f'"{name}"'))
+    spec = models.from_file(path, (32, 32, 3), TEN)
+    with pytest.raises(BadInput, match=f"layer '{name}': the name is taken"):
+        (models.build_keras if framework == "keras" else models.build_torch)(spec)

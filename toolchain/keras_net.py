@@ -45,8 +45,17 @@ def _layer(node: dict, in_shape: tuple, x):
     return make[op]()(x)
 
 
+INPUT_NAME = "image"
+
+
 def build(graph: g.Graph, name: str) -> keras.Model:
-    image = keras.Input(shape=graph.input_shape, name="image")
+    names = {n["name"] for n in graph.nodes}
+    clash = [n for n in sorted(names) if n == INPUT_NAME or f"{n}_pad" in names]
+    if clash:
+        raise ValueError(f"layer {clash[0]!r}: the name is taken by the Keras twin "
+                         f"({'its input' if clash[0] == INPUT_NAME else 'the padding of a conv of that name'}); "
+                         f"rename the layer")
+    image = keras.Input(shape=graph.input_shape, name=INPUT_NAME)
     values = {g.INPUT: image}
     for n in graph.nodes:
         ins = [values[s] for s in n["inputs"]]

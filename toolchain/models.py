@@ -269,7 +269,10 @@ def build_keras(spec: ModelSpec):
     from . import keras_net
     check(spec)
     _refuse_numpy_only(spec)
-    return keras_net.build(spec.graph, spec.arch)
+    try:
+        return keras_net.build(spec.graph, spec.arch)
+    except ValueError as e:
+        raise BadInput(f"{spec.name}: {e}") from None
 
 
 def count_params_torch(model) -> int:
