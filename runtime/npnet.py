@@ -420,6 +420,8 @@ class Net:
             if isinstance(lay, Dropout):
                 lay.rng = rng
             self.layers.append(lay)
+        last_read = {s: i for i, n in enumerate(g.nodes) for s in n["inputs"]}
+        self._done = [[s for s in dict.fromkeys(n["inputs"]) if last_read[s] == i] for i, n in enumerate(g.nodes)]
         self._trainable = {(lay.name, k) for lay, n in zip(self.layers, g.nodes)
                            for k in graph.OPS[n["op"]].trainable(n)}
 
@@ -451,12 +453,10 @@ class Net:
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         values = {graph.INPUT: x}
-        last_use = {s: i for i, n in enumerate(self.graph.nodes) for s in n["inputs"]}
-        for i, (lay, node) in enumerate(zip(self.layers, self.graph.nodes)):
+        for lay, node, done in zip(self.layers, self.graph.nodes, self._done):
             values[node["name"]] = lay.forward(*(values[s] for s in node["inputs"]), train=train)
-            for s in node["inputs"]:
-                if last_use[s] == i:  # free what no later layer reads
-                    del values[s]
+            for s in done:  # free what no later layer reads
+                del values[s]
         return values[self.graph.output]
 
     def backward(self, dlogits: np.ndarray) -> None:
