@@ -19,7 +19,7 @@ def test_the_seed_cnn_keeps_its_parameter_count_on_mnist_shape():
     torch_params = models.count_params_torch(models.build_torch(spec))
     keras_params = models.build_keras(spec).count_params()
     # conv 3*3*1*32+32, conv 3*3*32*64+64, dense 7*7*64*128+128, dense 128*10+10
-    assert torch_params == keras_params == models.count_params(spec) == 320 + 18496 + 401536 + 1290
+    assert torch_params == keras_params == spec.graph.count_params() == 320 + 18496 + 401536 + 1290
     # MACs: 28*28*32*9 + 14*14*64*9*32 + 3136*128 + 128*10
     assert spec.graph.macs() == 225792 + 3612672 + 401408 + 1280
 

@@ -215,14 +215,6 @@ def check(spec: ModelSpec) -> None:
                        f"edgecnn's limit for an edge model is {MAX_MACS:,}")
 
 
-def count_params(spec: ModelSpec) -> int:
-    return spec.graph.count_params()
-
-
-def describe(spec: ModelSpec) -> list[str]:
-    return spec.graph.describe()
-
-
 def numpy_only(spec: ModelSpec) -> bool:
     """Whether only the NumPy framework has every op of the spec (binary_logits)."""
     return any(n["op"] == "binary_logits" for n in spec.graph.nodes)
