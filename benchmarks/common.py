@@ -19,11 +19,12 @@ def mnist_run(out: Path, framework: str = "torch") -> Path:
     return out
 
 
-def mnist_artifacts(tmp: Path, framework: str = "torch", formats: str = "tflite,ptl,onnx",
+def mnist_artifacts(tmp: Path, framework: str = "torch", formats: str | None = None,
                     int8: bool = True) -> Path:
+    """`formats`: comma-separated [default: export's own]."""
     run = mnist_run(tmp / f"{framework}-mnist", framework)
     out = tmp / f"{framework}-mnist-artifacts"
-    subprocess.run([EDGECNN, "export", str(run), "--formats", formats, *(["--int8"] if int8 else []),
+    subprocess.run([EDGECNN, "export", str(run), *(["--formats", formats] if formats else []), *(["--int8"] if int8 else []),
                     "--out", str(out)], check=True, capture_output=True)
     return out
 

@@ -33,49 +33,7 @@ from common import mnist_artifacts, time_minimal
 from edgecnn.runtime import runner_for
 from edgecnn.runtime.bench import bench
 from edgecnn.runtime.evaluate import evaluate
-from edgecnn.runtime.runner import quantize
 from edgecnn.toolchain import data
-
-
-def minimal_loop(fmt: str, path: Path, sample_nhwc: np.ndarray, threads: int):
-    """A closure that runs the artifact once with the runtime's own API, nothing else."""
-    if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-        it = Interpreter(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
-        i, o = it.get_input_details()[0], it.get_output_details()[0]
-        x = sample_nhwc
-        if i["dtype"] == np.int8:
-            x = quantize(sample_nhwc, *i["quantization"], np.int8)
-        index, out_index, set_tensor, invoke, get = i["index"], o["index"], it.set_tensor, it.invoke, it.get_tensor
-
-        def once():
-            set_tensor(index, x)
-            invoke()
-            return get(out_index)
-        return once
-    if fmt == "numpy":
-        from edgecnn.runtime import npnet
-        net = npnet.load(path)
-        return lambda: net.forward(sample_nhwc)
-    x_nchw = np.ascontiguousarray(sample_nhwc.transpose(0, 3, 1, 2))
-    if fmt == "onnx":
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feed, outs = {sess.get_inputs()[0].name: x_nchw}, [sess.get_outputs()[0].name]
-        return lambda: sess.run(outs, feed)
-    import torch
-    from torch.jit.mobile import _load_for_lite_interpreter
-    torch.set_num_threads(threads)
-    module = _load_for_lite_interpreter(str(path))
-    t = torch.from_numpy(x_nchw)
-
-    def once():
-        with torch.inference_mode():
-            return module(t)
-    return once
 
 
 def main() -> None:
@@ -99,7 +57,7 @@ def main() -> None:
                 continue
             path = folder / entry["file"]
             runner = runner_for(entry["format"], path, args.threads).load()
-            once = minimal_loop(entry["format"], path, sample, args.threads)
+            once = runner.minimal_loop(sample)
             ratios, h_p50, m_p50, io_p50 = [], [], [], []
             for r in range(args.rounds):
                 order = ("h", "m") if r % 2 == 0 else ("m", "h")

@@ -1,19 +1,49 @@
-"""edgecnn.converters: one module per artifact format, each with the same surface:
+"""edgecnn.converters: one module per artifact format, each with the same surface, its
+registry entry on the export side:
 
-    FORMAT, SUFFIX, TWIN ("torch", "keras" or "numpy": which twin it converts from),
-    PRECISIONS, LAYOUT, export(model, precision, calib, path, options) -> metadata
+    TWIN ("torch", "keras" or "numpy": which twin it converts from), PRECISIONS, LAYOUT,
+    REQUIRES (the distributions export needs: each a tuple of alternatives),
+    OPTIONS (Option tuples: the CLI grows a --NAME for each), DEFAULT (in the default
+    --formats; True unless set), export(model, precision, calib, path, options) -> metadata
 
-and the weight bridge between the twins (bridge.py). A new format is one file and one
-line in FORMATS.
+and the weight bridge between the twins (bridge.py). The device side of the same format
+(suffix, title, runner, trust warning, emulation) is its runner in edgecnn.runtime. A
+new format is one file here, one runner file, and one line in each registry: FORMATS
+below and edgecnn.runtime.RUNNERS.
 """
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 FORMATS = ("tflite", "ptl", "onnx", "numpy")
+
+
+class Option(NamedTuple):
+    """A converter's own export option: `--NAME` on the command line, passed to its
+    export() as options[NAME]."""
+    name: str
+    choices: tuple
+    default: str
+    help: str
 
 
 def converter(fmt: str):
     if fmt not in FORMATS:
         raise KeyError(fmt)
     return importlib.import_module(f"{__name__}.{fmt}")
+
+
+def default_formats() -> tuple[str, ...]:
+    return tuple(f for f in FORMATS if getattr(converter(f), "DEFAULT", True))
+
+
+def options() -> dict[str, Option]:
+    """Every converter's options by name, for the CLI and for export's defaults."""
+    found = {}
+    for f in FORMATS:
+        for opt in getattr(converter(f), "OPTIONS", ()):
+            if opt.name in found:
+                raise RuntimeError(f"two converters define the export option {opt.name!r}")
+            found[opt.name] = opt
+    return found

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "numpy"
-SUFFIX = ".npz"
 TWIN = "numpy"
+REQUIRES = (("numpy",),)
+DEFAULT = False  # edgecnn's own file: exported when asked for by name
 PRECISIONS = ("fp32",)
 LAYOUT = "NHWC"
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from edgecnn.runtime.quiet import quiet
 
-FORMAT = "onnx"
-SUFFIX = ".onnx"
 TWIN = "torch"
+REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
 PRECISIONS = ("fp32", "int8")
 LAYOUT = "NCHW"
 OPSET = 18

@@ -32,12 +32,15 @@ import numpy as np
 
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
-FORMAT = "ptl"
-SUFFIX = ".ptl"
+from . import Option
+
 TWIN = "torch"
+REQUIRES = (("torch",),)
 PRECISIONS = ("fp32", "int8")
 LAYOUT = "NCHW"
 ENGINES = ("qnnpack", "x86")
+OPTIONS = (Option("engine", ENGINES, "qnnpack",
+                  "torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86."),)
 FUSIONS = (("Conv2d", "BatchNorm2d", "ReLU"), ("Conv2d", "BatchNorm2d"), ("Conv2d", "ReLU"), ("Linear", "ReLU"))
 # what makes the int8 file answer the same on every engine and CPU, recorded in the manifest
 INT8 = {"weights": "int8 per output channel, 8-bit range", "activations": "uint8, 7-bit range [0, 127]",

@@ -9,9 +9,8 @@ import numpy as np
 
 from edgecnn.runtime.quiet import quiet
 
-FORMAT = "tflite"
-SUFFIX = ".tflite"
 TWIN = "keras"
+REQUIRES = (("tensorflow", "tensorflow-cpu"),)
 PRECISIONS = ("fp32", "dynamic", "int8")
 LAYOUT = "NHWC"
 

@@ -1,7 +1,12 @@
-"""edgecnn.runtime: the on-device harness. One runner per runtime, found by format."""
+"""edgecnn.runtime: the on-device harness. One runner per runtime, found by format.
+
+A format's device-side facts (suffix, title, plot marker, trust warning, what emulated
+boards install for it) are attributes of its runner class (runner.py lists them); the
+toolchain reads them from here and names no format itself."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from .runner import ArtifactError, Runner, RuntimeMissing, TensorSpec
 
@@ -19,8 +24,15 @@ def runner_class(fmt: str) -> type[Runner]:
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
+def format_of(path) -> str | None:
+    """The format whose suffix `path` has, if any."""
+    suffix = Path(path).suffix
+    return next((f for f in RUNNERS if runner_class(f).suffix == suffix), None)
+
+
 def runner_for(fmt: str, path, threads: int = 1) -> Runner:
     return runner_class(fmt)(path, threads)
 
 
-__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "runner_class", "runner_for"]
+__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "format_of", "runner_class",
+           "runner_for"]

@@ -23,6 +23,10 @@ def _interpreter_module():
 
 class LiteRTRunner(Runner):
     format = "tflite"
+    suffix = ".tflite"
+    title = "TFLite (LiteRT)"
+    marker = "o"
+    wheel = "ai-edge-litert"
     runtime = "LiteRT"
 
     _runtime = staticmethod(_interpreter_module)
@@ -74,6 +78,19 @@ class LiteRTRunner(Runner):
         if self._out["dtype"] in (np.int8, np.uint8):
             return dequantize(y, *self._out["quantization"])
         return y.astype(np.float32, copy=False)
+
+    def minimal_loop(self, batch):
+        it = self.load().lib.Interpreter(model_path=str(self.path), num_threads=self.threads)
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        x = quantize(batch, *i["quantization"], np.int8) if i["dtype"] == np.int8 else batch
+        index, out_index, set_tensor, invoke, get = i["index"], o["index"], it.set_tensor, it.invoke, it.get_tensor
+
+        def once():
+            set_tensor(index, x)
+            invoke()
+            return get(out_index)
+        return once
 
     def _op_counts_impl(self):
         # the model's own operators, before XNNPACK folds them into DELEGATE nodes

@@ -16,6 +16,10 @@ CHUNK = 64  # images per forward pass
 
 class NumpyRunner(Runner):
     format = "numpy"
+    suffix = ".npz"
+    title = "NumPy (.npz)"
+    marker = "D"
+    wheel = "numpy"
     runtime = "NumPy"
     package = "numpy"
     hint = "pip install numpy"
@@ -52,6 +56,10 @@ class NumpyRunner(Runner):
 
     def _finish_impl(self, y):
         return y.astype(np.float32, copy=False)
+
+    def minimal_loop(self, batch):
+        net = npnet.load(self.path)
+        return lambda: net.forward(batch)
 
     def _op_counts_impl(self):
         return dict(Counter(layer.kind for layer in self.net.layers))

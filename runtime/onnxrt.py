@@ -12,6 +12,10 @@ _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": 
 
 class OnnxRuntimeRunner(Runner):
     format = "onnx"
+    suffix = ".onnx"
+    title = "ONNX (ONNX Runtime)"
+    marker = "^"
+    wheel = "onnxruntime"
     runtime = "ONNX Runtime"
     package = "onnxruntime"
     hint = "pip install onnxruntime"
@@ -50,6 +54,15 @@ class OnnxRuntimeRunner(Runner):
 
     def _finish_impl(self, y):
         return y.astype(np.float32, copy=False)
+
+    def minimal_loop(self, batch):
+        ort = self.load().lib
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
+        sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2))}
+        outs = [sess.get_outputs()[0].name]
+        return lambda: sess.run(outs, feed)
 
     def _op_counts_impl(self):
         import onnx

@@ -50,7 +50,14 @@ class TensorSpec:
 
 
 class Runner:
-    format = ""
+    # the format's registry entry on the device side (the converter's is in converters/):
+    format = ""   # its name, the key in RUNNERS
+    suffix = ""   # the file suffix that names it
+    title = ""    # its name in tables, reports and plot legends
+    marker = "P"  # its matplotlib marker in the accuracy-latency plot
+    warning: str | None = None  # what to know before loading such a file from elsewhere
+    wheel: str | None = None    # the pip distribution an emulated ARM board installs to run it
+    not_emulated = ""           # why emulated ARM boards cannot run it, when wheel is None
     runtime = ""  # its name for people
     package = ""  # the Python package that is the runtime
     hint = ""     # how to install it
@@ -124,6 +131,12 @@ class Runner:
     def finish(self, raw) -> np.ndarray:
         """Raw output to float32 logits."""
         return self._finish_impl(raw)
+
+    def minimal_loop(self, batch: np.ndarray):
+        """A closure that runs this artifact once on `batch` (float32 NHWC) through the
+        runtime's own API, opened afresh, with nothing of edgecnn's in between: the
+        yardstick that benchmarks/harness.py times the harness against."""
+        raise NotImplementedError
 
     def op_counts(self) -> dict[str, int]:
         return dict(sorted(self.load()._op_counts_impl().items()))

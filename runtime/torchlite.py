@@ -29,6 +29,12 @@ def recorded_engine(path) -> str | None:
 
 class TorchLiteRunner(Runner):
     format = "ptl"
+    suffix = ".ptl"
+    title = "TorchScript Lite"
+    marker = "s"
+    warning = ("a .ptl file carries TorchScript code that runs when it is loaded: "
+               "load only artifacts from a source you trust")
+    not_emulated = "the PyTorch lite interpreter is not provisioned under emulation (its aarch64 wheel is 427 MB)"
     runtime = "PyTorch lite interpreter"
 
     package = "torch"
@@ -70,6 +76,16 @@ class TorchLiteRunner(Runner):
 
     def _finish_impl(self, y):
         return y.numpy().astype(np.float32, copy=False)
+
+    def minimal_loop(self, batch):
+        torch = self.load().lib
+        module = torch.jit.mobile._load_for_lite_interpreter(str(self.path))
+        t = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+
+        def once():
+            with torch.inference_mode():
+                return module(t)
+        return once
 
     def _op_counts_impl(self):
         # the lite bytecode lists operators without counts; the TorchScript graph that a

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import click
 
+from edgecnn import converters
+
 from . import __version__
 from . import models
 from .errors import BadInput, disk_full
-from .train import OPTIMIZERS
+from .train import DEFAULT_HIDDEN, OPTIMIZERS
 
 # Keep third-party banners off the user's terminal; set before any framework import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -55,18 +57,50 @@ def _default_run_dir(framework: str, dataset: str) -> Path:
     return Path("runs") / f"{framework}-{_slug(dataset)}"
 
 
+ALL_FORMATS = ",".join(converters.FORMATS)
+DEFAULT_FORMATS = ",".join(converters.default_formats())
+FORMATS_HELP = f"Comma-separated formats: {', '.join(converters.FORMATS)}."
+
+
+def _precisions_help() -> str:
+    """Each precision, with the formats that have it when not all do."""
+    def which(p):
+        have = [f for f in converters.FORMATS if p in converters.converter(f).PRECISIONS]
+        return "" if len(have) == len(converters.FORMATS) else f" ({', '.join(have)})"
+    from .export import ALL_PRECISIONS
+    return ", ".join(p + which(p) for p in ALL_PRECISIONS)
+
+
+def _converter_options(f):
+    """A --NAME option for each converter's own export option (converters.Option)."""
+    for opt in reversed(converters.options().values()):
+        f = click.option(f"--{opt.name}", f"option_{opt.name}", type=click.Choice(opt.choices), default=opt.default,
+                         show_default=True, help=opt.help)(f)
+    return f
+
+
+def _options_given(flags: dict) -> dict:
+    return {k.removeprefix("option_"): v for k, v in flags.items() if k.startswith("option_")}
+
+
+def _model_options(f):
+    """--model and --width, for train and pipeline."""
+    f = click.option("--width", type=float, default=None,
+                     help="mobilenet: channel width multiplier, e.g. 0.5 [default: 1.0].")(f)
+    return click.option("--model", default="cnn", show_default=True, metavar="NAME|FILE",
+                        help=f"{', '.join(models.ARCHS)}, or your own architecture in a .toml or .json file; "
+                             f"mlp trains only with --framework numpy.")(f)
+
+
 @cli.command()
 @click.option("--framework", type=click.Choice(["torch", "tf", "numpy"]), default="torch", show_default=True,
               help="Framework to train in; numpy is edgecnn's own, written from scratch in NumPy.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, xor, mnist, fashion-mnist, idx:DIR, npz:PATH, csv:PATH or folder:PATH.")
-@click.option("--model", default="cnn", show_default=True, metavar="NAME|FILE",
-              help=f"{', '.join(models.ARCHS)}, or your own architecture in a .toml or .json file; "
-                   f"mlp trains only with --framework numpy.")
-@click.option("--width", type=float, default=None,
-              help="mobilenet: channel width multiplier, e.g. 0.5 [default: 1.0].")
+@_model_options
 @click.option("--hidden", default=None, metavar="SIZES",
-              help="mlp: comma-separated hidden layer sizes, e.g. 4 or 4,4 [default: 128].")
+              help=f"mlp: comma-separated hidden layer sizes, e.g. 4 or 4,4 "
+                   f"[default: {','.join(map(str, DEFAULT_HIDDEN))}].")
 @click.option("--activation", type=click.Choice(models.ACTIVATIONS), default=None,
               help="mlp: the activation after each hidden layer [default: relu].")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
@@ -97,7 +131,7 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
         raise BadInput(f"data folder {data_dir} does not exist")
     sizes = ()
     if hidden is not None or model == "mlp":
-        sizes = tuple(_ints(hidden or "128", "--hidden"))
+        sizes = tuple(_ints(hidden, "--hidden")) if hidden else DEFAULT_HIDDEN
     cfg = training.TrainConfig(
         framework=framework, epochs=training.default_epochs(dataset) if epochs is None else epochs,
         batch_size=batch_size, lr=lr, seed=seed,
@@ -118,32 +152,30 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--formats", default="tflite,ptl,onnx", show_default=True,
-              help="Comma-separated: tflite, ptl, onnx, numpy (the NumPy runtime's .npz).")
+@click.option("--formats", default=DEFAULT_FORMATS, show_default=True, help=FORMATS_HELP)
 @click.option("--int8", "int8", is_flag=True, help="Also write post-training int8 artifacts.")
 @click.option("--precisions", default=None,
-              help="Comma-separated: fp32, int8, dynamic (TFLite only) [default: fp32, plus int8 with --int8].")
+              help=f"Comma-separated: {_precisions_help()} [default: fp32, plus int8 with --int8].")
 @click.option("--calib-samples", type=int, default=None,
               help="Training images used to calibrate int8 (the same for every format) "
                    "[default: 500, or all of a smaller training set].")
-@click.option("--engine", type=click.Choice(["qnnpack", "x86"]), default="qnnpack", show_default=True,
-              help="torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86.")
+@_converter_options
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Where to find the run's dataset if not where training found it.")
 @click.option("--out", type=click.Path(), default=None,
               help="Artifact folder [default: artifacts/RUN_NAME].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
-def export(run_dir, formats, int8, precisions, calib_samples, engine, data_dir, out, force, as_json):
+def export(run_dir, formats, int8, precisions, calib_samples, data_dir, out, force, as_json, **flags):
     """Export a trained run to edge artifacts, with a manifest."""
     from . import export as exporting
-    fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
+    fmts = exporting.parse_list(formats, converters.FORMATS, "format")
     precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision") if precisions else ["fp32"]
     if int8 and "int8" not in precs:
         precs.append("int8")
     out = Path(out) if out else Path("artifacts") / Path(run_dir).resolve().name
     manifest, code = exporting.export(run_dir, fmts, precs, out, force=force,
-                                      calib_samples=calib_samples, engine=engine, data_dir=data_dir)
+                                      calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir)
     if as_json:
         click.echo(json.dumps(manifest))
     else:
@@ -236,7 +268,7 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 
 @cli.command()
 @click.argument("art_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--formats", default="tflite,ptl,onnx,numpy", show_default=True,
+@click.option("--formats", default=ALL_FORMATS, show_default=True,
               help="Comma-separated formats to run (those the folders hold).")
 @click.option("--precisions", default="fp32,dynamic,int8", show_default=True,
               help="Comma-separated precisions to run.")
@@ -255,7 +287,7 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
     """
     from . import export as exporting, report
     from .validate import validate as run_validation
-    fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
+    fmts = exporting.parse_list(formats, converters.FORMATS, "format")
     precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision")
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
                                            ssh_config, accept_new, **gate_flags)
@@ -275,30 +307,35 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
 @click.option("--data-dir", type=click.Path(), default=None, help="Where to find MNIST-style IDX files.")
 @click.option("--epochs", type=int, default=None, help="[default: 30 for digits, 3 otherwise]")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--formats", default="tflite,ptl,onnx", show_default=True,
-              help="Comma-separated: tflite, ptl, onnx, numpy.")
+@_model_options
+@click.option("--formats", default=DEFAULT_FORMATS, show_default=True, help=FORMATS_HELP)
 @click.option("--int8", "int8", is_flag=True, help="Also export and validate post-training int8 artifacts.")
 @click.option("--calib-samples", type=int, default=None,
               help="[default: 500, or all of a smaller training set]")
 @click.option("--out", type=click.Path(), default=None,
               help="Folder for runs, artifacts and report [default: runs/pipeline-DATASET].")
 @click.option("--force", is_flag=True, help="Replace what an earlier pipeline wrote there.")
+@_converter_options
 @_validation_options
-def pipeline(framework, dataset, data_dir, epochs, seed, formats, int8, calib_samples, out, force, targets, threads,
-             config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new, **gate_flags):
+def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, int8, calib_samples, out, force,
+             targets, threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config,
+             accept_new, **flags):
     """Train, export, validate and report in one go."""
     from . import export as exporting
     from .pipeline import pipeline as run_pipeline
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BadInput(f"data folder {data_dir} does not exist")
-    fmts = exporting.parse_list(formats, exporting.FORMATS, "format")
+    fmts = exporting.parse_list(formats, converters.FORMATS, "format")
+    options = _options_given(flags)
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
-                                           ssh_config, accept_new, **gate_flags)
+                                           ssh_config, accept_new,
+                                           **{k: v for k, v in flags.items() if not k.startswith("option_")})
     frameworks = PIPELINE_FRAMEWORKS[framework]
     out = Path(out) if out else Path("runs") / f"pipeline-{_slug(dataset)}"
     doc = run_pipeline(frameworks, dataset, out, force=force, data_dir=data_dir, epochs=epochs, seed=seed,
                        formats=fmts, precisions=["fp32", "int8"] if int8 else ["fp32"],
-                       calib_samples=calib_samples, targets=tgts, gates=gates, bench=bench)
+                       calib_samples=calib_samples, options=options, model=model, width=1.0 if width is None else width,
+                       targets=tgts, gates=gates, bench=bench)
     return _finish_validation(doc, junit, as_json, doc["report"])
 
 

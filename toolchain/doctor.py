@@ -5,14 +5,10 @@ import platform
 import shutil
 from importlib import metadata
 
+from edgecnn.converters import FORMATS, converter
 from edgecnn.runtime import RUNNERS, RuntimeMissing, cpu as cpus, runner_class
 
 from . import emulation
-
-# what export needs for each format: each requirement is a distribution, or alternatives
-# that provide the same module; checked by metadata so doctor does not pay for imports
-CONVERTERS = {"tflite": [("tensorflow", "tensorflow-cpu")], "ptl": [("torch",)],
-              "onnx": [("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",)], "numpy": [("numpy",)]}
 
 
 def _dist_version(name: str) -> str | None:
@@ -32,9 +28,11 @@ def check() -> dict:
             runtimes.append({"format": fmt, "runtime": cls.runtime, "usable": False, "reason": str(e),
                              "hint": e.hint})
     converters = []
-    for fmt, needs in CONVERTERS.items():
+    for fmt in FORMATS:
         found, missing = {}, []
-        for alternatives in needs:
+        # each requirement is a distribution, or alternatives that provide the same module;
+        # checked by metadata so doctor does not pay for imports
+        for alternatives in converter(fmt).REQUIRES:
             have = [(n, _dist_version(n)) for n in alternatives if _dist_version(n)]
             if have:
                 found.update(have[:1])

@@ -7,7 +7,7 @@ system package, `apt-get install qemu-user-static`):
   apt-get under a private configuration (the host's Debian sources, arm64 only, its own
   state and cache folders: the host's dpkg state is never touched) and unpacked with
   `dpkg -x`;
-- site/: the aarch64 wheels of numpy, LiteRT and ONNX Runtime at the host's versions,
+- site/: the aarch64 wheels of numpy and each runner's runtime (Runner.wheel) at the host's versions,
   fetched by the host's pip for the aarch64 platform tags;
 - cpu-<model>/: per CPU model, a hard-linked copy of rootfs/ with its own
   proc/cpuinfo. QEMU's -L serves that file in place of the host's x86 one; ONNX Runtime
@@ -39,6 +39,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from edgecnn.runtime import RUNNERS, runner_class
+
 from .errors import BadInput
 
 # The Python 3.11 runtime closure on bookworm arm64 (measured: 36 packages, about 64 MB).
@@ -48,9 +50,23 @@ PACKAGES = (
     "libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 libzstd1 libgdbm6 "
     "libmd0 libacl1 libselinux1 libpcre2-8-0 media-types gcc-12-base libpython3.11-minimal "
     "libpython3.11-stdlib python3.11-minimal python3.11").split()
-# The runtimes that run under emulation, at the host's versions. PyTorch's lite
-# interpreter is left out: its aarch64 wheel is 427 MB.
-WHEELS = ("numpy", "onnxruntime", "ai-edge-litert")
+
+
+def wheels() -> tuple[str, ...]:
+    """The runtimes that run under emulation, at the host's versions: numpy and each
+    runner's `wheel` (a runner with none says why in `not_emulated`)."""
+    return tuple(dict.fromkeys(["numpy", *(runner_class(f).wheel for f in RUNNERS if runner_class(f).wheel)]))
+
+
+def _runtime_modules() -> list[str]:
+    """The modules that prove each emulated runtime imports."""
+    modules = ["numpy"]
+    for f in RUNNERS:
+        cls = runner_class(f)
+        if cls.wheel:
+            modules.append((cls.preload or (cls.package,))[0])
+    return list(dict.fromkeys(modules))
+
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 
 # CPU models: the target's name -> the architecture, QEMU's -cpu, and what /proc/cpuinfo
@@ -107,7 +123,7 @@ def host_runs(model: str) -> str | None:
 
 def wanted_versions() -> dict:
     versions = {}
-    for name in WHEELS:
+    for name in wheels():
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -217,13 +233,13 @@ def escapes(member) -> str | None:
 def _site(work: Path, site: Path, versions: dict, log) -> None:
     log("emulated setup: fetching the aarch64 wheels of " + ", ".join(f"{k} {v}" for k, v in versions.items())
         + " (pip download) ...")
-    wheels = work / "wheels"
+    downloads = work / "wheels"
     plat = [a for p in PLATFORMS for a in ("--platform", p)]
     common = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", *plat]
     _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", *common,
-          "-d", str(wheels), *(f"{k}=={v}" for k, v in versions.items())], "pip download")
+          "-d", str(downloads), *(f"{k}=={v}" for k, v in versions.items())], "pip download")
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-          "--no-index", "--target", str(site), *common, *map(str, sorted(wheels.glob("*.whl")))],
+          "--no-index", "--target", str(site), *common, *map(str, sorted(downloads.glob("*.whl")))],
          "pip install --target")
 
 
@@ -296,12 +312,12 @@ def command(model: str, args: list[str], root: Path | None = None) -> tuple[list
 def _smoke(root: Path, log) -> None:
     """The environment imports its runtimes under each real board's CPU model."""
     for model in ("cortex-a72", "cortex-a76"):
-        cmd, env = command(model, ["-c", "import numpy, onnxruntime, ai_edge_litert.interpreter; "
+        cmd, env = command(model, ["-c", f"import {', '.join(_runtime_modules())}; "
                                          "import platform; print(platform.machine())"], root)
         proc = _run(cmd, f"the emulated Python on {model}", env=dict(os.environ, **env), timeout=300)
         if proc.stdout.strip() != "aarch64":
             raise BadInput(f"emulated setup: the Python on {model} reports {proc.stdout.strip()!r}, not aarch64")
-    log("emulated setup: numpy, ONNX Runtime and LiteRT import on cortex-a72 and cortex-a76")
+    log(f"emulated setup: {', '.join(_runtime_modules())} import on cortex-a72 and cortex-a76")
 
 
 # What the runtimes see of the CPU through CPUID under emulation: numpy's own detection,

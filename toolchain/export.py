@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.converters import FORMATS, bridge, converter  # noqa: F401 (FORMATS: for the CLI)
-from edgecnn.runtime import runner_for
+from edgecnn import converters
+from edgecnn.converters import bridge, converter
+from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.quiet import quiet
 
 from . import __version__, data, models, outdir
@@ -74,9 +75,16 @@ def _io_entry(spec, shape_hwc, layout) -> dict:
     return d
 
 
-def export(run_dir, formats, precisions, out, force=False, calib_samples=None, engine="qnnpack",
+def export(run_dir, formats, precisions, out, force=False, calib_samples=None, options: dict | None = None,
            data_dir=None, log=None) -> tuple[dict, int]:
+    """`options`: the converters' own options by name (converters.options()); the rest
+    take their defaults."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    known = converters.options()
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise BadInput(f"unknown export option {', '.join(unknown)}; the converters take {', '.join(known) or 'none'}")
+    options = {name: opt.default for name, opt in known.items()} | dict(options or {})
     out = Path(out)
     pairs = plan(formats, precisions)
     run = Run(run_dir)
@@ -88,10 +96,10 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, e
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:
-        return _export_into(tmp, run, run_dir, pairs, calib_samples, engine, data_dir, log)
+        return _export_into(tmp, run, run_dir, pairs, calib_samples, options, data_dir, log)
 
 
-def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, data_dir, log) -> tuple[dict, int]:
+def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, data_dir, log) -> tuple[dict, int]:
     seed = run.seed
     try:
         ds = data.load(run.dataset, data_dir or run.data_dir)
@@ -128,7 +136,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, dat
     failed = 0
     for fmt, precision in pairs:
         conv = converter(fmt)
-        name = f"model.{precision}{conv.SUFFIX}"
+        name = f"model.{precision}{runner_class(fmt).suffix}"
         path = tmp / name
         entry = {"file": name, "format": fmt, "precision": precision}
         log(f"exporting {fmt} {precision} ...")
@@ -138,7 +146,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, engine, dat
                 warnings.simplefilter("ignore")
                 # fp32 converters only trace with the images: any real ones will do
                 images = calib if calib is not None else x_test[:8]
-                meta = conv.export(twins[conv.TWIN], precision, images, path, {"engine": engine})
+                meta = conv.export(twins[conv.TWIN], precision, images, path, options)
                 runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
             seconds = time.perf_counter() - t
             sha, = outdir.file_digests(path, "sha256")

@@ -9,26 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecnn.converters import FORMATS, converter
-from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, sandbox
+from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, format_of, runner_class, sandbox
 
 from . import outdir
 from .errors import BadInput
-
-PTL_WARNING = ("a .ptl file carries TorchScript code that runs when it is loaded: "
-               "load only artifacts from a source you trust")
-
-
-def format_of(path: Path) -> str | None:
-    """The artifact format that a file's suffix names, if any."""
-    by_suffix = {converter(f).SUFFIX: f for f in FORMATS if f in RUNNERS}
-    return by_suffix.get(path.suffix)
 
 
 def describe(path: Path) -> dict:
     fmt = format_of(path)
     if fmt is None:
-        suffixes = [converter(f).SUFFIX for f in FORMATS]
+        suffixes = [runner_class(f).suffix for f in RUNNERS]
         raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; expected {', '.join(suffixes[:-1])} "
                        f"or {suffixes[-1]}")
     if not path.is_file():
@@ -53,8 +43,8 @@ def describe(path: Path) -> dict:
         info["manifest"] = {k: entry.get(k) for k in ("sha256", "converter", "notes", "calibration")}
     else:
         info["manifest"] = None  # nothing to check it against
-    if fmt == "ptl":
-        info["warning"] = PTL_WARNING
+    if runner_class(fmt).warning:
+        info["warning"] = runner_class(fmt).warning
     return info
 
 

@@ -15,24 +15,31 @@ import sys
 import time
 from pathlib import Path
 
+from edgecnn import converters
+
 from . import data, export as exporting, outdir, report, train as training, validate as validation
 
 
 def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
-             epochs: int | None = None, seed: int = 0, formats=("tflite", "ptl", "onnx"),
-             precisions=("fp32",), calib_samples: int | None = None, targets=None, gates=None, bench=None,
-             log=None) -> dict:
+             epochs: int | None = None, seed: int = 0, formats=None, precisions=("fp32",),
+             calib_samples: int | None = None, options: dict | None = None, model: str = "cnn",
+             width: float = 1.0, targets=None, gates=None, bench=None, log=None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
+    formats = converters.default_formats() if formats is None else formats
     outdir.check_free(out, force, "pipeline folder")  # before minutes of training
     exporting.plan(list(formats), list(precisions))   # bad choices fail before training too
     data.load(dataset, data_dir)                      # and so does a dataset that is not there
     cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
+    configs = {fw: training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
+                                        threads=training.default_threads(), model=model, width=width,
+                                        hidden=training.DEFAULT_HIDDEN if model == "mlp" else ())
+               for fw in frameworks}
+    for cfg in configs.values():
+        training.validate_config(cfg)
     steps, artifact_dirs, trained = {}, [], []
     with outdir.built_in_place(out, force, "pipeline folder"):
-        for fw in frameworks:
-            cfg = training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
-                                       threads=training.default_threads())
+        for fw, cfg in configs.items():
             log(f"pipeline: training {fw} on {dataset} ({cfg_epochs} epochs)")
             t = time.perf_counter()
             result = training.train(dataset, cfg, out / "runs" / fw, force=True, data_dir=data_dir)
@@ -41,7 +48,8 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
             log(f"pipeline: {fw} test accuracy {result['test_accuracy']:.2%}")
             t = time.perf_counter()
             exporting.export(out / "runs" / fw, list(formats), list(precisions), out / "artifacts" / fw,
-                             force=True, calib_samples=calib_samples, data_dir=data_dir, log=log)
+                             force=True, calib_samples=calib_samples, options=options, data_dir=data_dir,
+                             log=log)
             steps[f"export_{fw}"] = round(time.perf_counter() - t, 1)
             artifact_dirs.append(out / "artifacts" / fw)
         t = time.perf_counter()

@@ -13,12 +13,11 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from edgecnn.runtime import RUNNERS, Runner, runner_class
+
 from . import crosscheck, outdir
 
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
-FORMAT_MARKERS = {"tflite": "o", "ptl": "s", "onnx": "^", "numpy": "D"}
-FORMAT_NAMES = {"tflite": "TFLite (LiteRT)", "ptl": "TorchScript Lite", "onnx": "ONNX (ONNX Runtime)",
-                "numpy": "NumPy (.npz)"}
 
 
 def _name(r: dict) -> str:
@@ -180,6 +179,12 @@ def _pyplot():
     return plt
 
 
+def _runner(fmt: str):
+    """The format's runner class (its title and marker), or the base class's defaults for
+    a format this edgecnn does not know (results read from another version)."""
+    return runner_class(fmt) if fmt in RUNNERS else Runner
+
+
 def accuracy_latency_svg(doc: dict) -> str | None:
     ran = [r for r in doc["results"] if r.get("latency_ms") and r.get("accuracy") is not None]
     if not ran:
@@ -191,15 +196,15 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     for r in ran:
         colour = PRECISION_COLOURS.get(r["precision"], "grey")
         hollow = len(models) > 1 and r.get("model") != models[0]
-        ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=FORMAT_MARKERS.get(r["format"], "P"),
+        ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=_runner(r["format"]).marker,
                    facecolors="white" if hollow else colour, edgecolors=colour, linewidths=1.8, zorder=3)
     ax.set_xlim(0, max(r["latency_ms"]["p50"] for r in ran) * 1.1)
     ax.set_xlabel("p50 latency, batch 1 (ms)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Accuracy against latency on {', '.join(sorted({r['target'] for r in ran}))}")
     ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], linestyle="", marker=FORMAT_MARKERS[f], color="black", label=FORMAT_NAMES[f])
-               for f in FORMAT_MARKERS if any(r["format"] == f for r in ran)]
+    handles = [Line2D([], [], linestyle="", marker=_runner(f).marker, color="black", label=_runner(f).title)
+               for f in dict.fromkeys(r["format"] for r in ran)]
     handles += [Line2D([], [], linestyle="", marker="o", color=c, label=p)
                 for p, c in PRECISION_COLOURS.items() if any(r["precision"] == p for r in ran)]
     if len(models) > 1:

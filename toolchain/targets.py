@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.runtime import cpu as cpus
+from edgecnn.runtime import cpu as cpus, runner_class
 from edgecnn.runtime.sandbox import signal_name
 
 from . import emulation
@@ -148,15 +148,15 @@ class EmulatedTarget(HarnessTarget):
         return emulation.setup(log=log)
 
     def runs_format(self, fmt):
-        # the x86 models run this machine's own Python, which has every runtime
-        return self.arch == "x86_64" or fmt != "ptl"
+        # the x86 models run this machine's own Python, which has every runtime; the ARM
+        # boards have the runtimes whose wheels emulation provisions
+        return self.arch == "x86_64" or runner_class(fmt).wheel is not None
 
     def _job(self, job, workdir):
         if not self.runs_format(job["format"]):
-            return {"status": "skipped", "runtime": "PyTorch lite interpreter",
-                    "reason": "the PyTorch lite interpreter is not provisioned under emulation "
-                              "(its aarch64 wheel is 427 MB)",
-                    "hint": "validate .ptl on a real device: --target ssh://user@host"}
+            cls = runner_class(job["format"])
+            return {"status": "skipped", "runtime": cls.runtime, "reason": cls.not_emulated,
+                    "hint": f"validate {cls.suffix} on a real device: --target ssh://user@host"}
         return dict(job, data=str(self._subset(Path(job["data"]), workdir)), bench=EMULATED_BENCH)
 
     def _subset(self, data: Path, workdir: Path) -> Path:

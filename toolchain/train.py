@@ -22,6 +22,7 @@ from .progress import EpochProgress
 
 FRAMEWORKS = {"torch": "train_torch", "tf": "train_keras", "numpy": "train_numpy"}
 NUMPY_ONLY = "numpy"  # the framework that trains the mlp spec and offers --optimizer sgd
+DEFAULT_HIDDEN = (128,)  # mlp: one hidden layer of 128 units when --hidden is not given
 OPTIMIZERS = ("adam", "sgd")  # train_numpy.OPTIMIZERS implements both; the others use Adam
 RUN_SCHEMA = 1
 

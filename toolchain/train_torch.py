@@ -45,11 +45,22 @@ def set_threads(threads: int) -> None:
 
 def fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
     import torch
+    # deterministic kernels for training only: the setting is process-wide, and int8
+    # conversion after it in the same process (pipeline) uses ops that have none
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _fit(ds, spec, cfg, progress_factory)
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def _fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
+    import torch
     import torch.nn.functional as F
 
     set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
     model = models.build_torch(spec)
     y = torch.from_numpy(ds.y_train)
     n, bs = len(y), cfg.batch_size

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.converters import FORMATS
 from edgecnn.runtime import cpu as cpus
 
 from . import __version__, crosscheck, data, gates as gating, outdir
 from .errors import BadInput, brief
-from .export import ALL_PRECISIONS as PRECISIONS, FORMATS
+from .export import ALL_PRECISIONS as PRECISIONS
 
 RESULTS_SCHEMA = 1
 HOST_CPU = cpus.describe()  # this machine's int8 instructions: in every document, and blamed when it deviates
