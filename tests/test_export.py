@@ -97,6 +97,24 @@ def test_bad_input_incomplete_run(digits_run, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_model_file_swapped_into_a_run_is_refused(digits_run, digits_tf_run, tmp_path):
+    """A model.keras or model.safetensors of another network, copied over a run's, exits 2
+    naming the mismatch: export never passes another network off as the spec's."""
+    import shutil
+    for run, fw, weights in ((digits_tf_run, "tf", "model.keras"), (digits_run, "torch", "model.safetensors")):
+        other = tmp_path / f"other-{fw}"
+        r = edgecnn("train", "--framework", fw, "--model", "resnet", "--epochs", "1", "--out", other)
+        assert r.code == 0, r
+        swapped = tmp_path / f"swapped-{fw}"
+        shutil.copytree(run, swapped)
+        shutil.copy(other / weights, swapped / weights)
+        before = sorted((q.name, q.stat().st_size) for q in swapped.iterdir())
+        r = edgecnn("export", swapped, "--formats", "onnx", "--out", tmp_path / f"a-{fw}")
+        assert_bad_input(r, "not the cnn network that spec.json describes", "conv1" if fw == "tf" else "conv1.")
+        assert not (tmp_path / f"a-{fw}").exists()
+        assert sorted((q.name, q.stat().st_size) for q in swapped.iterdir()) == before
+
+
 def test_bad_input_unknown_format_or_precision(digits_run, tmp_path):
     assert_bad_input(edgecnn("export", digits_run, "--formats", "tflite,coreml", "--out", tmp_path / "a"),
                      "unknown format 'coreml'")

@@ -68,10 +68,27 @@ class Run:
         from safetensors.torch import load_file
         model = models.build_torch(self.spec)
         try:
-            model.load_state_dict(load_file(str(self.weights)))
+            state = load_file(str(self.weights))
         except (SafetensorError, RuntimeError, OSError) as e:
             raise BadInput(f"{self.weights}: cannot load the weights ({brief(e)})") from None
+        self._same_weights({k: tuple(v.shape) for k, v in state.items()},
+                           {k: tuple(v.shape) for k, v in model.state_dict().items()})
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise BadInput(f"{self.weights}: cannot load the weights ({brief(e)})") from None
         return model.eval()
+
+    def _same_weights(self, have: dict, want: dict) -> None:
+        """The file's weights (name -> shape) are the spec's, or one line naming the first
+        that differs."""
+        if have == want:
+            return
+        name = next(k for k in [*want, *have] if have.get(k) != want.get(k))
+        detail = (f"{have[name]} in the file, {want[name]} in the spec" if name in have and name in want
+                  else "only in the spec" if name in want else "only in the file")
+        raise BadInput(f"{self.weights}: it is not the {self.spec.arch} network that spec.json describes "
+                       f"({name}: {detail})")
 
     def load_numpy(self):
         """The trained NumPy network; its .npz is read without pickle, and it must be the
@@ -92,12 +109,25 @@ class Run:
         return kind, {"torch": self.load_torch, "keras": self.load_keras, "numpy": self.load_numpy}[kind]()
 
     def load_keras(self):
-        """The trained Keras model, loaded with safe_mode (no arbitrary code)."""
+        """The trained Keras model, loaded with safe_mode (no arbitrary code). It must be
+        the network that spec.json describes: the same weights by name and shape, and the
+        same answers as the spec's own Keras twin holding them."""
         import keras
+        import numpy as np
         try:
-            return keras.saving.load_model(self.weights, safe_mode=True, compile=False)
+            loaded = keras.saving.load_model(self.weights, safe_mode=True, compile=False)
         except Exception as e:  # Keras raises many types for a bad file
             if "safe_mode" in str(e):
                 raise BadInput(f"{self.weights}: cannot load the model: it holds Python code (a lambda), "
                                f"which Keras's safe mode refuses to run") from None
             raise BadInput(f"{self.weights}: cannot load the model ({brief(e)})") from None
+        twin = models.build_keras(self.spec)
+        self._same_weights({w.path: tuple(w.shape) for w in getattr(loaded, "weights", [])},
+                           {w.path: tuple(w.shape) for w in twin.weights})
+        for w in twin.weights:
+            w.assign(next(v for v in loaded.weights if v.path == w.path))
+        probe = np.random.default_rng(0).random((4, *self.spec.input_shape), dtype=np.float32)
+        if not np.allclose(loaded(probe, training=False), twin(probe, training=False), atol=1e-5):
+            raise BadInput(f"{self.weights}: it is not the {self.spec.arch} network that spec.json describes: "
+                           f"its weights fit, but its layers compute something else")
+        return twin
