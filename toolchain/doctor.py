@@ -46,9 +46,8 @@ def check() -> dict:
                           f"{', '.join(here['int8']) or 'none'} (int8 sums: {here['int8_accumulation']})",
                 "int8": here}]
     arm = emulation.status()
-    for cpu, spec in emulation.CPUS.items():
-        if cpu == "max":  # kept for its known fault, not offered as a target
-            continue
+    for cpu in emulation.OFFERED:
+        spec = emulation.CPUS[cpu]
         x86 = spec["arch"] == "x86_64"
         emu = emulation.x86_status(cpu) if x86 else arm
         t = {"target": f"emulated:{cpu}", "usable": bool(emu["qemu"]) and not emu.get("unusable")}

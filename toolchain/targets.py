@@ -34,7 +34,7 @@ from .errors import BadInput
 HARNESS_TIMEOUT_S = 900
 EMULATED_SAMPLES = 1000   # test images per artifact under emulation (about 125x slower than native)
 EMULATED_BENCH = {"min_runs": 20, "min_seconds": 0.0, "warmup": 2}  # emulated time is not a device's
-KNOWN = ("local", *(f"emulated:{m}" for m in emulation.CPUS if m != "max"), "ssh://user@host[:port]")
+KNOWN = ("local", *(f"emulated:{m}" for m in emulation.OFFERED), "ssh://user@host[:port]")
 
 
 def _cpu_model() -> str:
