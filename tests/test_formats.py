@@ -106,18 +106,25 @@ def test_every_registered_format_exports_and_validates_on_digits(digits_run, tmp
     through export and passes validate."""
     out = tmp_path / "all"
     r = edgecnn("export", digits_run, "--formats", ",".join(converters.FORMATS),
-                "--precisions", ",".join(exporting.ALL_PRECISIONS), "--out", out, "--json")
+                "--precisions", ",".join(exporting.ALL_PRECISIONS), "--out", out)
     assert r.code == 0, r
-    manifest = r.json
-    expected = {(f, p) for f in converters.FORMATS for p in converters.converter(f).PRECISIONS}
-    assert {(a["format"], a["precision"]) for a in manifest["artifacts"]} == expected
+    manifest = json.loads((out / "manifest.json").read_text())
+    expected = [(f, p) for f in converters.FORMATS for p in exporting.ALL_PRECISIONS
+                if p in converters.converter(f).PRECISIONS]
+    assert [(a["format"], a["precision"]) for a in manifest["artifacts"]] == expected
+    files = {f"model.{p}{runner_class(f).suffix}" for f, p in expected}
+    assert {q.name for q in out.iterdir()} == files | {"manifest.json", "reference.npz"}
     for a in manifest["artifacts"]:
         assert a["status"] == "ok", a
-        assert a["file"].endswith(runner_class(a["format"]).suffix)
+    # one table row per artifact: format, precision, size, status, seconds
+    rows = [line.split() for line in r.out.splitlines()[1:1 + len(expected)]]
+    assert [(row[0], row[1]) for row in rows] == expected and all(row[4] == "ok" for row in rows)
+    # only edgecnn's own lines on stderr: no converter dumps, no third-party banners
+    assert all(line.startswith(("exporting", "bridge")) for line in r.err.splitlines()), r.err
     r = edgecnn("validate", out, *FAST_BENCH, "--json")
     assert r.code == 0, r
     rows = r.json["results"]
-    assert {(x["format"], x["precision"]) for x in rows} == expected
+    assert sorted((x["format"], x["precision"]) for x in rows) == sorted(expected)
     for x in rows:
         assert x["status"] == "pass", x
         assert x["agreement"] >= 0.9, x
