@@ -25,13 +25,17 @@ from edgecnn.toolchain.export import ALL_PRECISIONS
 
 
 def _cli(args: list, out: Path) -> dict:
-    """Run the CLI with --json; its JSON, kept in `out`."""
-    if not out.is_file():
-        proc = subprocess.run([EDGECNN, *map(str, args), "--json"], capture_output=True, text=True)
-        if proc.returncode not in (0, 1):  # 1: a gate failed, which the tables show
-            raise SystemExit(f"edgecnn {' '.join(map(str, args[:2]))} failed: {proc.stderr.strip()[-500:]}")
-        out.write_text(proc.stdout)
-    return json.loads(out.read_text())
+    """Run the CLI with --json; its JSON, kept in `out` (an empty or broken one, from a
+    step that was stopped, is run again)."""
+    try:
+        return json.loads(out.read_text())
+    except (OSError, ValueError):
+        pass
+    proc = subprocess.run([EDGECNN, *map(str, args), "--json"], capture_output=True, text=True)
+    if proc.returncode not in (0, 1):  # 1: a gate failed, which the tables show
+        raise SystemExit(f"edgecnn {' '.join(map(str, args[:2]))} failed: {proc.stderr.strip()[-500:]}")
+    out.write_text(proc.stdout)
+    return json.loads(proc.stdout)
 
 
 def run_one(work: Path, fw: str, model: str, dataset: str, epochs: int, data_dir) -> tuple[dict, dict, dict]:
