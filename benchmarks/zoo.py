@@ -50,8 +50,8 @@ def run_one(work: Path, fw: str, model: str, dataset: str, epochs: int, data_dir
     return trained, manifest, validated
 
 
-def rows_of(validated: dict, fmt: str, precision: str) -> dict:
-    return next(r for r in validated["results"] if r["format"] == fmt and r["precision"] == precision)
+def rows_of(validated: dict, fmt: str, precision: str) -> dict | None:
+    return next((r for r in validated["results"] if r["format"] == fmt and r["precision"] == precision), None)
 
 
 def main() -> None:
@@ -74,8 +74,8 @@ def main() -> None:
           + " | ".join(f"int8 {runner_class(f).title}" for f in int8) + " |")
     print("| --- | --- | ---: | ---: | ---: |" + " ---: |" * len(int8))
     for (fw, m), (trained, _, val) in results.items():
-        cells = [f"{r['size_bytes'] / 1024:.0f} KB, {r['latency_ms']['p50']:.3f} ms"
-                 for r in (rows_of(val, f, "int8") for f in int8)]
+        cells = [f"{r['size_bytes'] / 1024:.0f} KB, {r['latency_ms']['p50']:.3f} ms" if r and r.get("latency_ms")
+                 else "not made" for r in (rows_of(val, f, "int8") for f in int8)]
         print(f"| {fw} | {m} | {trained['params']:,} | {trained['macs'] / 1e6:.2f} M | "
               f"{100 * trained['test_accuracy']:.2f} % | " + " | ".join(cells) + " |")
 

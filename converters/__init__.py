@@ -17,6 +17,7 @@ import importlib
 from typing import NamedTuple
 
 FORMATS = ("tflite", "ptl", "onnx", "numpy")
+PRECISIONS = ("fp32", "dynamic", "int8")  # every precision some converter makes, in table order
 
 
 class Option(NamedTuple):
@@ -32,6 +33,11 @@ def converter(fmt: str):
     if fmt not in FORMATS:
         raise KeyError(fmt)
     return importlib.import_module(f"{__name__}.{fmt}")
+
+
+def made_from(twin: str) -> tuple[str, ...]:
+    """The formats converted from this twin ("torch", "keras" or "numpy")."""
+    return tuple(f for f in FORMATS if converter(f).TWIN == twin)
 
 
 def default_formats() -> tuple[str, ...]:

@@ -39,8 +39,9 @@ REQUIRES = (("torch",),)
 PRECISIONS = ("fp32", "int8")
 LAYOUT = "NCHW"
 ENGINES = ("qnnpack", "x86")
-OPTIONS = (Option("engine", ENGINES, "qnnpack",
-                  "torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86."),)
+ENGINE = Option("engine", ENGINES, "qnnpack",
+                "torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86.")
+OPTIONS = (ENGINE,)
 FUSIONS = (("Conv2d", "BatchNorm2d", "ReLU"), ("Conv2d", "BatchNorm2d"), ("Conv2d", "ReLU"), ("Linear", "ReLU"))
 # what makes the int8 file answer the same on every engine and CPU, recorded in the manifest
 INT8 = {"weights": "int8 per output channel, 8-bit range", "activations": "uint8, 7-bit range [0, 127]",
@@ -121,7 +122,7 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
     notes: dict = {}
     model = copy.deepcopy(torch_model).eval()
     if precision == "int8":
-        engine = options.get("engine", "qnnpack")
+        engine = options.get(ENGINE.name, ENGINE.default)
         if engine not in ENGINES:
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
         model = _quantized(model, calib_nchw, engine)

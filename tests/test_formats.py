@@ -155,3 +155,14 @@ def test_pipeline_takes_the_model_width_and_converter_options(tmp_path):
     assert {x["status"] for x in doc["results"]} <= {"pass", "fail"}
     assert_bad_input(edgecnn("pipeline", "--model", "nosuch", "--out", tmp_path / "bad"), "unknown model")
     assert not (tmp_path / "bad").exists()
+
+
+def test_pipeline_of_a_numpy_only_spec_defaults_to_the_formats_it_reaches(tmp_path):
+    out = tmp_path / "xor"
+    r = edgecnn("pipeline", "--framework", "numpy", "--dataset", "xor", "--model", "mlp", "--epochs", "2000",
+                *FAST_BENCH, "--out", out, "--json")
+    assert r.code in (0, 1), r
+    assert {x["format"] for x in r.json["results"]} == set(converters.made_from("numpy"))
+    assert_bad_input(edgecnn("pipeline", "--framework", "numpy", "--dataset", "xor", "--model", "mlp",
+                             "--formats", "onnx", "--out", tmp_path / "bad"), "exists only in NumPy", "not onnx")
+    assert not (tmp_path / "bad").exists()

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import FAST_BENCH, edgecnn
+from edgecnn import converters
 from test_models import USER
 
-ALL_FORMATS = ("--formats", "tflite,ptl,onnx,numpy", "--precisions", "fp32,dynamic,int8")
+ALL_FORMATS = ("--formats", ",".join(converters.FORMATS), "--precisions", ",".join(converters.PRECISIONS))
 N_ARTIFACTS = 8  # tflite fp32/dynamic/int8, ptl fp32/int8, onnx fp32/int8, numpy
 
 

@@ -67,8 +67,7 @@ def _precisions_help() -> str:
     def which(p):
         have = [f for f in converters.FORMATS if p in converters.converter(f).PRECISIONS]
         return "" if len(have) == len(converters.FORMATS) else f" ({', '.join(have)})"
-    from .export import ALL_PRECISIONS
-    return ", ".join(p + which(p) for p in ALL_PRECISIONS)
+    return ", ".join(p + which(p) for p in converters.PRECISIONS)
 
 
 def _converter_options(f):
@@ -270,7 +269,7 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 @click.argument("art_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--formats", default=ALL_FORMATS, show_default=True,
               help="Comma-separated formats to run (those the folders hold).")
-@click.option("--precisions", default="fp32,dynamic,int8", show_default=True,
+@click.option("--precisions", default=",".join(converters.PRECISIONS), show_default=True,
               help="Comma-separated precisions to run.")
 @click.option("--dataset", default=None,
               help="Test split to judge on [default: the dataset in the manifest].")
@@ -308,7 +307,7 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
 @click.option("--epochs", type=int, default=None, help="[default: 30 for digits, 3 otherwise]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_model_options
-@click.option("--formats", default=DEFAULT_FORMATS, show_default=True, help=FORMATS_HELP)
+@click.option("--formats", default=None, help=f"{FORMATS_HELP[:-1]} [default: {DEFAULT_FORMATS}; {','.join(converters.made_from('numpy'))} for a spec only NumPy has].")
 @click.option("--int8", "int8", is_flag=True, help="Also export and validate post-training int8 artifacts.")
 @click.option("--calib-samples", type=int, default=None,
               help="[default: 500, or all of a smaller training set]")
@@ -325,7 +324,7 @@ def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, 
     from .pipeline import pipeline as run_pipeline
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BadInput(f"data folder {data_dir} does not exist")
-    fmts = exporting.parse_list(formats, converters.FORMATS, "format")
+    fmts = exporting.parse_list(formats, converters.FORMATS, "format") if formats else None
     options = _options_given(flags)
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
                                            ssh_config, accept_new,

@@ -29,7 +29,7 @@ from .runs import Run
 MANIFEST_SCHEMA = 2  # 2: "bridge" is a list of proofs, one per twin copied
 BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": models.build_keras,
             "numpy": models.build_numpy}
-ALL_PRECISIONS = ("fp32", "dynamic", "int8")
+ALL_PRECISIONS = converters.PRECISIONS
 BRIDGE_IMAGES = 256
 MIN_CALIB, WARN_CALIB, DEFAULT_CALIB = 10, 100, 500
 
@@ -51,6 +51,15 @@ def plan(formats: list[str], precisions: list[str]) -> list[tuple[str, str]]:
         if not any(pp == p for _, pp in pairs):
             raise BadInput(f"precision {p!r} is not supported by {', '.join(formats)}")
     return pairs
+
+
+def check_reachable(spec, formats) -> None:
+    """A spec that only the NumPy twin has reaches only the formats made from it."""
+    if models.numpy_only(spec):
+        other = [f for f in formats if f not in converters.made_from("numpy")]
+        if other:
+            raise BadInput(f"the {spec.arch} spec exists only in NumPy: it exports to "
+                           f"{', '.join(converters.made_from('numpy'))}, not {', '.join(dict.fromkeys(other))}")
 
 
 def calibration_images(ds, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,11 +97,7 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, o
     out = Path(out)
     pairs = plan(formats, precisions)
     run = Run(run_dir)
-    if models.numpy_only(run.spec):
-        other = [f for f, _ in pairs if converter(f).TWIN != "numpy"]
-        if other:
-            raise BadInput(f"the {run.spec.arch} spec exists only in NumPy: it exports to numpy, "
-                           f"not {', '.join(dict.fromkeys(other))}")
+    check_reachable(run.spec, formats)
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:

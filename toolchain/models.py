@@ -222,8 +222,9 @@ def numpy_only(spec: ModelSpec) -> bool:
 
 def _refuse_numpy_only(spec: ModelSpec) -> None:
     if numpy_only(spec):
+        from edgecnn.converters import made_from
         raise BadInput(f"the {spec.arch} spec exists only in NumPy: train it with --framework numpy "
-                       f"and export it with --formats numpy")
+                       f"and export it with --formats {','.join(made_from('numpy'))}")
 
 
 def build_numpy(spec: ModelSpec, seed: int = 0, dtype=np.float32):

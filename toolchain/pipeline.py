@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgecnn import converters
 
-from . import data, export as exporting, outdir, report, train as training, validate as validation
+from . import data, export as exporting, models, outdir, report, train as training, validate as validation
 
 
 def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
@@ -26,10 +26,8 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
              width: float = 1.0, targets=None, gates=None, bench=None, log=None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    formats = converters.default_formats() if formats is None else formats
     outdir.check_free(out, force, "pipeline folder")  # before minutes of training
-    exporting.plan(list(formats), list(precisions))   # bad choices fail before training too
-    data.load(dataset, data_dir)                      # and so does a dataset that is not there
+    ds = data.load(dataset, data_dir)                 # a dataset that is not there fails now too
     cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
     configs = {fw: training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
                                         threads=training.default_threads(), model=model, width=width,
@@ -37,6 +35,11 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
                for fw in frameworks}
     for cfg in configs.values():
         training.validate_config(cfg)
+    spec = training.make_spec(next(iter(configs.values())), ds.input_shape, ds.classes)
+    if formats is None:  # the default formats, or those a NumPy-only spec reaches
+        formats = converters.made_from("numpy") if models.numpy_only(spec) else converters.default_formats()
+    exporting.plan(list(formats), list(precisions))   # and so do bad choices
+    exporting.check_reachable(spec, formats)
     steps, artifact_dirs, trained = {}, [], []
     with outdir.built_in_place(out, force, "pipeline folder"):
         for fw, cfg in configs.items():

@@ -203,7 +203,7 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Accuracy against latency on {', '.join(sorted({r['target'] for r in ran}))}")
     ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], linestyle="", marker=_runner(f).marker, color="black", label=_runner(f).title)
+    handles = [Line2D([], [], linestyle="", marker=_runner(f).marker, color="black", label=_runner(f).title or f)
                for f in dict.fromkeys(r["format"] for r in ran)]
     handles += [Line2D([], [], linestyle="", marker="o", color=c, label=p)
                 for p, c in PRECISION_COLOURS.items() if any(r["precision"] == p for r in ran)]

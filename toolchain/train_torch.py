@@ -47,12 +47,12 @@ def fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
     import torch
     # deterministic kernels for training only: the setting is process-wide, and int8
     # conversion after it in the same process (pipeline) uses ops that have none
-    was = torch.are_deterministic_algorithms_enabled()
+    was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
     try:
         return _fit(ds, spec, cfg, progress_factory)
     finally:
-        torch.use_deterministic_algorithms(was)
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
 
 
 def _fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
