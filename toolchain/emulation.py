@@ -52,20 +52,21 @@ PACKAGES = (
     "libpython3.11-stdlib python3.11-minimal python3.11").split()
 
 
+def _emulated_runners() -> list:
+    """The runner classes whose runtime an emulated ARM board installs (`wheel`); the
+    others say why not in `not_emulated`."""
+    return [runner_class(f) for f in RUNNERS if runner_class(f).wheel]
+
+
 def wheels() -> tuple[str, ...]:
     """The runtimes that run under emulation, at the host's versions: numpy and each
-    runner's `wheel` (a runner with none says why in `not_emulated`)."""
-    return tuple(dict.fromkeys(["numpy", *(runner_class(f).wheel for f in RUNNERS if runner_class(f).wheel)]))
+    emulated runner's wheel."""
+    return tuple(dict.fromkeys(["numpy", *(cls.wheel for cls in _emulated_runners())]))
 
 
 def _runtime_modules() -> list[str]:
     """The modules that prove each emulated runtime imports."""
-    modules = ["numpy"]
-    for f in RUNNERS:
-        cls = runner_class(f)
-        if cls.wheel:
-            modules.append((cls.preload or (cls.package,))[0])
-    return list(dict.fromkeys(modules))
+    return list(dict.fromkeys(["numpy", *((cls.preload or (cls.package,))[0] for cls in _emulated_runners())]))
 
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 

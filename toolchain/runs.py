@@ -122,10 +122,11 @@ class Run:
                                f"which Keras's safe mode refuses to run") from None
             raise BadInput(f"{self.weights}: cannot load the model ({brief(e)})") from None
         twin = models.build_keras(self.spec)
-        self._same_weights({w.path: tuple(w.shape) for w in getattr(loaded, "weights", [])},
+        by_path = {w.path: w for w in getattr(loaded, "weights", [])}
+        self._same_weights({k: tuple(w.shape) for k, w in by_path.items()},
                            {w.path: tuple(w.shape) for w in twin.weights})
         for w in twin.weights:
-            w.assign(next(v for v in loaded.weights if v.path == w.path))
+            w.assign(by_path[w.path])
         probe = np.random.default_rng(0).random((4, *self.spec.input_shape), dtype=np.float32)
         if not np.allclose(loaded(probe, training=False), twin(probe, training=False), atol=1e-5):
             raise BadInput(f"{self.weights}: it is not the {self.spec.arch} network that spec.json describes: "
