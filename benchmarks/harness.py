@@ -74,7 +74,7 @@ def main() -> None:
                 ratios.append(got["h"] / got["m"])
             evals = []
             for _ in range(args.repeat):
-                evals.append(evaluate(runner, ds.x_test, ds.y_test, 255.0)["eval_seconds"])
+                evals.append(evaluate(runner, ds.x_test, ds.y_test, {"divide_by": 255.0})["eval_seconds"])
             name = f"{manifest['model']['source_framework']} {entry['file']}"
             print(f"{name:<28} {statistics.median(h_p50):>9.4f} ms {statistics.median(m_p50):>9.4f} ms "
                   f"{statistics.median(ratios):>7.3f} {min(ratios):>7.3f}-{max(ratios):<7.3f} "

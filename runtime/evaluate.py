@@ -15,7 +15,18 @@ from .runner import Runner
 EVAL_BATCH = 1000
 
 
-def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, divide_by: float,
+def scale(images: np.ndarray, scaling: dict) -> np.ndarray:
+    """Raw uint8 NHWC images as the model takes them: divided by `divide_by`, then, where
+    the model was trained on normalised inputs, less `mean` and over `std` per channel."""
+    x = images.astype(np.float32)
+    x /= np.float32(scaling.get("divide_by", 255.0))
+    if scaling.get("mean") is not None:
+        x -= np.asarray(scaling["mean"], np.float32)
+        x /= np.asarray(scaling["std"], np.float32)
+    return x
+
+
+def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: dict,
              reference: np.ndarray | None = None, batch: int = EVAL_BATCH, keep_logits: bool = False) -> dict:
     """`images` are the raw uint8 NHWC test images; scaling happens a batch at a time so a
     device never holds the whole split as float32. With keep_logits the result also
@@ -26,9 +37,7 @@ def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, divide_by: 
     t = time.perf_counter()
     chunks = []
     for i in range(0, n, batch):
-        x = images[i:i + batch].astype(np.float32)
-        x /= np.float32(divide_by)
-        chunks.append(runner.infer(x))
+        chunks.append(runner.infer(scale(images[i:i + batch], scaling)))
     logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     seconds = time.perf_counter() - t
     pred = logits.argmax(1)

@@ -5,7 +5,8 @@ a device) so that each artifact gets a fresh process: its peak RSS is its own, a
 runtime that crashes takes down only its own row. The job is JSON:
 
     {"artifact": PATH, "format": "tflite", "threads": 1,
-     "data": NPZ (sample, images, labels[, reference]), "divide_by": 255.0,
+     "data": NPZ (sample, images, labels[, reference]),
+     "scaling": {"divide_by": 255.0[, "mean": [per channel], "std": [per channel]]},
      "bench": {"min_runs": 200, "min_seconds": 1.0, "warmup": 20}, "out": PATH,
      "logits_out": PATH (optional: the logits as .npy, to compare machines)}
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import cpu, runner_for
 from .bench import bench
-from .evaluate import evaluate
+from .evaluate import evaluate, scale
 from .runner import ArtifactError, RuntimeMissing
 
 
@@ -61,13 +62,13 @@ def run_job(job: dict) -> dict:
     result["runtime"] = runner.runtime
     try:
         with np.load(job["data"]) as data:
-            sample = data["sample"].astype(np.float32) / np.float32(job["divide_by"])
+            sample = scale(data["sample"], job["scaling"])
             check_input(runner, sample.shape[1:])
             b = job.get("bench", {})
             result.update(bench(runner, sample, **b))
             result["peak_rss_mb"] = round(peak_rss_mb(), 1)
             reference = data["reference"] if "reference" in data.files else None
-            result.update(evaluate(runner, data["images"], data["labels"], job["divide_by"], reference,
+            result.update(evaluate(runner, data["images"], data["labels"], job["scaling"], reference,
                                    keep_logits=True))
             logits = result.pop("logits")
             if job.get("logits_out"):

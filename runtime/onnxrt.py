@@ -10,6 +10,16 @@ from .runner import Runner, TensorSpec
 _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 
 
+def _layout(shape) -> str:
+    """NCHW, as edgecnn and torch.onnx.export write, unless the image dimensions are fixed
+    and only the last one can be channels (1, 3 or 4): an NHWC file, as tf2onnx writes
+    from Keras."""
+    dims = list(shape[1:])
+    if len(dims) == 3 and all(isinstance(d, int) for d in dims) and dims[2] in (1, 3, 4) and dims[0] not in (1, 3, 4):
+        return "NHWC"
+    return "NCHW"
+
+
 class OnnxRuntimeRunner(Runner):
     format = "onnx"
     suffix = ".onnx"
@@ -30,6 +40,7 @@ class OnnxRuntimeRunner(Runner):
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
         self._out_names = [self._out.name]
+        self._layout = _layout(self._in.shape)
 
     @staticmethod
     def _spec(arg, layout):
@@ -37,7 +48,7 @@ class OnnxRuntimeRunner(Runner):
         return TensorSpec(arg.name, shape, layout, _DTYPES.get(arg.type, arg.type))
 
     def _input_spec(self):
-        return self._spec(self._in, "NCHW")
+        return self._spec(self._in, self._layout)
 
     def _output_spec(self):
         return self._spec(self._out, "NC")
@@ -47,7 +58,7 @@ class OnnxRuntimeRunner(Runner):
         return not isinstance(first, int) or first < 1  # symbolic or -1: any batch
 
     def _prepare_impl(self, batch):
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self._layout == "NCHW" else batch
 
     def _run_impl(self, x):
         return self.session.run(self._out_names, {self._in.name: x})[0]
@@ -60,7 +71,7 @@ class OnnxRuntimeRunner(Runner):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
         sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2))}
+        feed = {sess.get_inputs()[0].name: self._prepare_impl(batch)}
         outs = [sess.get_outputs()[0].name]
         return lambda: sess.run(outs, feed)
 

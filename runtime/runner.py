@@ -72,6 +72,11 @@ class Runner:
         self._loaded = False
 
     @classmethod
+    def modules(cls) -> tuple[str, ...]:
+        """The modules that hold the runtime, its preferred one first."""
+        return cls.preload or (cls.package,)
+
+    @classmethod
     def probe(cls) -> str:
         """The runtime's version if it is installed here; RuntimeMissing if not."""
         return cls._runtime()[1]

@@ -33,7 +33,7 @@ def start(formats=tuple(RUNNERS)) -> None:
     for fmt in formats:
         module, _ = RUNNERS[fmt]
         cls = runner_class(fmt)
-        modules += [f"{__package__}.{module}", *(cls.preload or (cls.package,))]
+        modules += [f"{__package__}.{module}", *cls.modules()]
     _context.set_forkserver_preload([__name__, *dict.fromkeys(modules)])
     _started = True
 

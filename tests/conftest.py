@@ -133,3 +133,23 @@ def emulated_env(tmp_path_factory) -> dict:
     assert first.code == 0, first
     assert first.json["reused"] is False and first.json["x86"]["x86-avx2"]["reused"] is False
     return env
+
+
+@pytest.fixture(scope="session")
+def rgb_digits(tmp_path_factory):
+    """scikit-learn's digits as a folder of 32x32 RGB PNGs: each 8x8 image scaled up 4x
+    and tinted with a random colour (3 classes, 60 images each)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    root = tmp_path_factory.mktemp("rgb-digits")
+    d = load_digits()
+    rng = np.random.default_rng(0)
+    for label in (0, 1, 2):
+        folder = root / f"digit{label}"
+        folder.mkdir()
+        for i, img in enumerate(d.images[d.target == label][:60]):
+            big = np.kron(img / 16, np.ones((4, 4)))
+            rgb = (big[..., None] * rng.uniform(0.4, 1.0, 3) * 255).round().astype(np.uint8)
+            Image.fromarray(rgb, "RGB").save(folder / f"{i}.png")
+    return root

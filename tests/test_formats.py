@@ -101,6 +101,15 @@ def test_the_cli_derives_its_format_choices_and_options_from_the_registry():
     assert f"[default: {','.join(converters.default_formats())}]" in text
 
 
+def test_no_converter_option_shadows_a_command_s_own_flag():
+    """A converter's option becomes a flag of export and pipeline: a name they already use
+    (--out, --threads...) would silently take one of the two."""
+    from edgecnn.toolchain.cli import cli
+    for name in ("export", "pipeline"):
+        flags = [flag for p in cli.commands[name].params for flag in getattr(p, "opts", ())]
+        assert len(flags) == len(set(flags)), sorted(f for f in flags if flags.count(f) > 1)
+
+
 def test_every_registered_format_exports_and_validates_on_digits(digits_run, tmp_path):
     """The contract: every format in the registry, at every precision it declares, goes
     through export and passes validate."""

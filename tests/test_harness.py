@@ -29,7 +29,7 @@ def test_evaluate_matches_a_plain_loop(digits_artifacts, name):
     ds = data.load("digits")
     ref = np.load(digits_artifacts / "reference.npz")
     runner = runner_for(name.split(".")[-1], digits_artifacts / name)
-    got = evaluate(runner, ds.x_test, ds.y_test, 255.0, ref["logits"], batch=100)
+    got = evaluate(runner, ds.x_test, ds.y_test, {"divide_by": 255.0}, ref["logits"], batch=100)
     # the same numbers, one image at a time with the runner's plain infer
     logits = np.concatenate([runner.infer(ds.x_test[i:i + 1].astype(np.float32) / 255) for i in range(len(ds.x_test))])
     pred = logits.argmax(1)
@@ -72,7 +72,7 @@ def _data_file(tmp_path, x, y):
 def test_harness_process_reports_a_whole_row(digits_artifacts, tmp_path):
     ds = data.load("digits")
     job = {"artifact": str(digits_artifacts / "model.int8.tflite"), "format": "tflite", "threads": 1,
-           "data": _data_file(tmp_path, ds.x_test, ds.y_test), "divide_by": 255.0,
+           "data": _data_file(tmp_path, ds.x_test, ds.y_test), "scaling": {"divide_by": 255.0},
            "bench": {"min_runs": 30, "min_seconds": 0.05}}
     r = _harness(job, tmp_path)
     assert r["status"] == "ok", r
@@ -84,7 +84,7 @@ def test_harness_process_reports_a_whole_row(digits_artifacts, tmp_path):
 def test_harness_names_a_shape_mismatch(digits_artifacts, tmp_path):
     x = np.zeros((4, 28, 28, 1), np.uint8)
     job = {"artifact": str(digits_artifacts / "model.fp32.onnx"), "format": "onnx",
-           "data": _data_file(tmp_path, x, np.zeros(4, int)), "divide_by": 255.0}
+           "data": _data_file(tmp_path, x, np.zeros(4, int)), "scaling": {"divide_by": 255.0}}
     r = _harness(job, tmp_path)
     assert r["status"] == "error"
     assert "model.fp32.onnx takes 8x8x1 inputs but the images are 28x28x1" in r["reason"]

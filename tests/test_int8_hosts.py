@@ -101,7 +101,7 @@ def test_fashion_int8_gives_the_same_answers_on_avx2_vnni_and_arm(fashion_int8, 
     saturating kind, so the drop is bounded there too."""
     r = edgecnn("validate", *(a for _, a in fashion_int8.values()), "--target", "local",
                 "--target", "emulated:x86-avx2", "--target", "emulated:cortex-a76", "--json", *FAST_BENCH,
-                env=emulated_env, timeout=1800)
+                "--report", tmp_path / "rep", env=emulated_env, timeout=1800)
     assert r.code == 0, r
     doc = r.json
     assert doc["host"]["cpu"]["int8_accumulation"] and "int8" in doc["host"]["cpu"]
@@ -118,6 +118,8 @@ def test_fashion_int8_gives_the_same_answers_on_avx2_vnni_and_arm(fashion_int8, 
         assert x["status"] == "pass" and x["host_agreement"] == 1.0 and x["host_max_abs_diff"] == 0.0, x
     # what the emulated x86 reported from inside: its own CPU, not this machine's
     assert all(cpu.saturates(x["cpu"]) for x in ran if x["target"] == "emulated:x86-avx2")
+    # the report names how each CPU sums int8 products, in its target line
+    assert "int8 sums: int16 pairs, saturating" in (tmp_path / "rep" / "index.html").read_text()
     # how each quantizer avoids saturation is recorded with the artifact
     for _, folder in fashion_int8.values():
         notes = _int8_notes(folder)

@@ -5,7 +5,6 @@ Small data for the broad matrix (digits, and digits drawn as 32x32 RGB images); 
 Fashion-MNIST numbers are in the README and benchmarks, not asserted here."""
 import json
 
-import numpy as np
 import pytest
 
 from conftest import FAST_BENCH, edgecnn
@@ -14,25 +13,6 @@ from test_models import USER
 
 ALL_FORMATS = ("--formats", ",".join(converters.FORMATS), "--precisions", ",".join(converters.PRECISIONS))
 N_ARTIFACTS = 8  # tflite fp32/dynamic/int8, ptl fp32/int8, onnx fp32/int8, numpy
-
-
-@pytest.fixture(scope="session")
-def rgb_digits(tmp_path_factory):
-    """scikit-learn's digits as a folder of 32x32 RGB PNGs: each 8x8 image scaled up 4x
-    and tinted with a random colour (3 classes, 60 images each)."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-    root = tmp_path_factory.mktemp("rgb-digits")
-    d = load_digits()
-    rng = np.random.default_rng(0)
-    for label in (0, 1, 2):
-        folder = root / f"digit{label}"
-        folder.mkdir()
-        for i, img in enumerate(d.images[d.target == label][:60]):
-            big = np.kron(img / 16, np.ones((4, 4)))
-            rgb = (big[..., None] * rng.uniform(0.4, 1.0, 3) * 255).round().astype(np.uint8)
-            Image.fromarray(rgb, "RGB").save(folder / f"{i}.png")
-    return root
 
 
 def _validate_all(arts, framework_rows=N_ARTIFACTS):

@@ -276,13 +276,25 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 @click.option("--data-dir", type=click.Path(), default=None, help="Where to find MNIST-style IDX files.")
 @click.option("--report", "report_dir", type=click.Path(), default=None,
               help="Write report.md, index.html and results.json into this folder.")
+@click.option("--reference", type=click.Path(), default=None,
+              help="For artifact files made elsewhere: the fp32 file whose answers fidelity is measured "
+                   "against [default: none, fidelity not measured].")
+@click.option("--divide-by", type=float, default=None,
+              help="For artifact files made elsewhere: divide pixels by this first [default: 255, or FILE.toml's].")
+@click.option("--mean", default=None, help="For artifact files made elsewhere: per-channel mean to subtract "
+                                           "after dividing, e.g. 0.485,0.456,0.406.")
+@click.option("--std", default=None, help="For artifact files made elsewhere: per-channel std to divide by, with --mean.")
 @_validation_options
-def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targets, threads, config, bench_runs,
-             bench_seconds, junit, as_json, remote_python, ssh_config, accept_new, **gate_flags):
+def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, targets,
+             threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new,
+             **gate_flags):
     """Validate artifacts on their runtimes: accuracy, fidelity, latency, gates.
 
     ART_DIRS are folders written by `edgecnn export` (or single artifacts in one); several
-    folders are validated into one table. Exit status 1 when a gate fails.
+    folders are validated into one table. A .tflite, .onnx, .ptl or .npz file that no
+    manifest lists is a model made elsewhere: name its test set with --dataset, and its
+    preprocessing with the flags below or a FILE.toml beside it. Exit status 1 when a
+    gate fails.
     """
     from . import export as exporting, report
     from .validate import validate as run_validation
@@ -291,7 +303,8 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, targe
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
                                            ssh_config, accept_new, **gate_flags)
     doc = run_validation(art_dirs, fmts, precs, targets=tgts, gates=gates, dataset=dataset, data_dir=data_dir,
-                         bench=bench)
+                         bench=bench, preprocessing={"divide_by": divide_by, "mean": mean, "std": std},
+                         reference=Path(reference) if reference else None)
     files = report.write(doc, Path(report_dir)) if report_dir else None
     if junit:
         files = dict(files or {}, junit=junit)

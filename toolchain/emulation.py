@@ -66,7 +66,7 @@ def wheels() -> tuple[str, ...]:
 
 def _runtime_modules() -> list[str]:
     """The modules that prove each emulated runtime imports."""
-    return list(dict.fromkeys(["numpy", *((cls.preload or (cls.package,))[0] for cls in _emulated_runners())]))
+    return list(dict.fromkeys(["numpy", *(cls.modules()[0] for cls in _emulated_runners())]))
 
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 

@@ -18,12 +18,10 @@ from .errors import BadInput
 def describe(path: Path) -> dict:
     fmt = format_of(path)
     if fmt is None:
-        suffixes = [runner_class(f).suffix for f in RUNNERS]
-        raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; expected {', '.join(suffixes[:-1])} "
-                       f"or {suffixes[-1]}")
+        raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; {known_suffixes()}")
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
-    entry = _manifest_entry(path)
+    entry = manifest_entry(path)
     if entry:
         _verify(path, entry)
     try:
@@ -48,7 +46,12 @@ def describe(path: Path) -> dict:
     return info
 
 
-def _manifest_entry(path: Path) -> dict:
+def known_suffixes() -> str:
+    suffixes = [runner_class(f).suffix for f in RUNNERS]
+    return f"expected {', '.join(suffixes[:-1])} or {suffixes[-1]}"
+
+
+def manifest_entry(path: Path) -> dict:
     """The manifest's entry for this file, when an export manifest beside it lists it."""
     m = path.parent / "manifest.json"
     if not m.is_file():

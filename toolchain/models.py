@@ -26,7 +26,7 @@ import numpy as np
 from edgecnn.runtime import graph
 from edgecnn.runtime import npnet
 
-from . import zoo
+from . import preprocess, zoo
 from .errors import BadInput
 
 ARCHS = zoo.NAMES
@@ -37,7 +37,6 @@ MAX_WIDTH = 4.0
 # and below what the NumPy runtime refuses to load
 MAX_PARAMS, MAX_MACS = 50_000_000, 2_000_000_000
 assert MAX_PARAMS < npnet.MAX_PARAMS
-SCALING = {"input_dtype": "uint8", "divide_by": 255.0, "range": [0.0, 1.0]}
 ARCH_FILE_SUFFIXES = (".toml", ".json")
 MAX_ARCH_FILE = 1 << 20
 
@@ -47,7 +46,7 @@ class ModelSpec:
     arch: str                                   # a zoo name, or "custom" for a user's graph
     input_shape: tuple[int, int, int]           # H, W, C
     classes: list[str]
-    scaling: dict = field(default_factory=lambda: dict(SCALING))
+    scaling: dict = field(default_factory=lambda: dict(preprocess.DEFAULT))
     hidden: list[int] = field(default_factory=list)  # mlp only: units per hidden layer
     activation: str = "relu"                          # mlp only: after each hidden layer
     width: float = 1.0                                # mobilenet only: channel multiplier
@@ -117,10 +116,10 @@ class ModelSpec:
         classes = d.get("classes")
         if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
             bad("classes is not a list of names")
-        scaling = d.get("scaling")
-        divide_by = scaling.get("divide_by") if isinstance(scaling, dict) else None
-        if not (type(divide_by) in (int, float) and math.isfinite(divide_by) and divide_by > 0):
-            bad("scaling is not {'divide_by': a positive number, ...}")
+        try:
+            preprocess.check(d.get("scaling"), shape[2], "scaling")
+        except BadInput as e:
+            bad(str(e))
         extra = {}
         if d["arch"] == "mlp":
             hidden, activation = d.get("hidden"), d.get("activation")
@@ -140,7 +139,7 @@ class ModelSpec:
         if nodes is None and d["arch"] not in zoo.NAMES:
             bad(f"arch {d['arch'][:40]!r} has no graph")
         source = d.get("source")
-        spec = cls(arch=d["arch"], input_shape=tuple(shape), classes=list(classes), scaling=dict(scaling),
+        spec = cls(arch=d["arch"], input_shape=tuple(shape), classes=list(classes), scaling=dict(d["scaling"]),
                    nodes=nodes, source=source if isinstance(source, str) else None, **extra)
         check(spec)
         return spec

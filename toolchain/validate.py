@@ -8,7 +8,6 @@ pass or fail. The result is one JSON-able document that the reports render.
 """
 from __future__ import annotations
 
-import math
 import platform
 import re
 import sys
@@ -22,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.converters import FORMATS
-from edgecnn.runtime import cpu as cpus
+from edgecnn.runtime import cpu as cpus, format_of
 
-from . import __version__, crosscheck, data, gates as gating, outdir
+from . import __version__, crosscheck, data, gates as gating, inspect, outdir, preprocess
 from .errors import BadInput, brief
 from .export import ALL_PRECISIONS as PRECISIONS
 
@@ -80,11 +79,10 @@ class ArtifactFolder:
         shape = model.get("input_shape")
         if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(d) and d > 0 for d in shape):
             bad(f"model input_shape {shape!r} is not [height, width, channels]")
-        scaling = model.get("scaling", {})
-        divide_by = scaling.get("divide_by", 255) if isinstance(scaling, dict) else None
-        if not (isinstance(divide_by, (int, float)) and not isinstance(divide_by, bool)
-                and math.isfinite(divide_by) and divide_by > 0):
-            bad(f"model scaling {scaling!r} is not {{'divide_by': a positive number}}")
+        try:
+            preprocess.check(model.get("scaling", {}), shape[2], "model scaling")
+        except BadInput as e:
+            bad(str(e))
         for key in ("dataset", "source_framework"):
             if model.get(key) is not None and not (isinstance(model[key], str) and model[key]):
                 bad(f"model {key} {model[key]!r} is not a name")
@@ -167,6 +165,70 @@ class ArtifactFolder:
         return ref
 
 
+class LoneArtifact(ArtifactFolder):
+    """One artifact file that no edgecnn manifest lists: a model made elsewhere. What a
+    manifest would say comes from the file itself (format, precision, tensors), from the
+    dataset named with --dataset (image shape, classes) and from the user (scaling, and
+    the fp32 file that fidelity is measured against, if any)."""
+
+    def __init__(self, path: Path, preprocessing: dict, reference: Path | None = None):
+        info = inspect.describe(path)  # unknown type, missing, unreadable or crashing: one line
+        scaling, self.scaling_source = preprocess.declared(path, **preprocessing)
+        self.folder, self.path, self.reference = path.parent, path, reference
+        self.model = {"input_shape": None, "classes": None, "scaling": scaling, "dataset": None,
+                      "source_framework": None, "source": str(path)}
+        precision = "int8" if info["precision"] == "int8" else "fp32"
+        self.entries = [{"file": path.name, "format": info["format"], "precision": precision, "status": "ok",
+                         "bytes": info["bytes"], "sha256": outdir.file_digests(path, "sha256")[0],
+                         "input": info["input"], "output": info["output"]}]
+        self.manifest = {"model": self.model, "artifacts": self.entries}
+
+    @property
+    def framework(self) -> str:
+        return self.path.name
+
+    def verify(self) -> None:
+        """It may not change between being read here and being run."""
+        sha, = outdir.file_digests(self.path, "sha256")
+        if sha != self.entries[0]["sha256"]:
+            raise BadInput(f"{self.path}: changed while being validated; refusing to run it")
+
+    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> Path:
+        h, w, c = ds.input_shape
+        shape = self.entries[0]["input"]["shape"]
+        dims = [d for d in shape[1:] if isinstance(d, int) and d > 0]
+        if len(dims) == 3 and dims not in ([h, w, c], [c, h, w]):
+            raise BadInput(f"{self.path}: takes {'x'.join(map(str, shape[1:]))} inputs but dataset "
+                           f"{dataset_name!r} has {h}x{w}x{c} images")
+        out = self.entries[0]["output"]["shape"]
+        if len(out) != 2 or (isinstance(out[1], int) and out[1] > 0 and out[1] != ds.num_classes):
+            raise BadInput(f"{self.path}: its output is {'x'.join('N' if d in (-1, None) else str(d) for d in out)}, "
+                           f"not one logit per class of dataset {dataset_name!r} ({ds.num_classes} classes)")
+        preprocess.check(self.model["scaling"], c, f"{self.path}: scaling")
+        self.model.update(input_shape=[h, w, c], classes=list(ds.classes), dataset=dataset_name)
+        np.savez(path, sample=ds.x_test[:1], images=ds.x_test, labels=ds.y_test)
+        return path
+
+
+def open_artifact(path, formats=FORMATS, precisions=PRECISIONS, preprocessing: dict | None = None,
+                  reference: Path | None = None) -> ArtifactFolder:
+    """An export folder (or one file its manifest lists), or a lone artifact file, whose
+    preprocessing comes from a TOML beside it or the flags in `preprocessing`."""
+    path = Path(path)
+    lone = path.is_file() and path.name != "manifest.json" and not inspect.manifest_entry(path)
+    if not lone:
+        given = [f"--{k.replace('_', '-')}" for k, v in (preprocessing or {}).items() if v is not None]
+        if reference is not None:
+            given.append("--reference")
+        if given:
+            raise BadInput(f"{path}: {given[0]} is for artifact files that no manifest lists; an export folder "
+                           f"carries its own preprocessing and fp32 reference")
+        return ArtifactFolder(path, formats, precisions)
+    artifact = LoneArtifact(path, preprocessing or {}, reference)
+    artifact.entries = [e for e in artifact.entries if e["format"] in formats and e["precision"] in precisions]
+    return artifact
+
+
 def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: str, dataset: str) -> dict:
     return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"], "folder": str(folder.folder),
             "model": model, "source_framework": folder.model.get("source_framework"), "dataset": dataset,
@@ -188,10 +250,12 @@ def _accuracy_drops(rows: list[dict]) -> None:
         r["accuracy_drop"] = None if base is None else round(100 * (base - r["accuracy"]), 4)
 
 
-def open_folders(paths, formats=FORMATS, precisions=PRECISIONS) -> list[ArtifactFolder]:
+def open_folders(paths, formats=FORMATS, precisions=PRECISIONS, preprocessing: dict | None = None,
+                 reference: Path | None = None) -> list[ArtifactFolder]:
     """The artifact folders, their manifests checked and every chosen file verified
-    against its sha256: nothing is loaded before this passes."""
-    folders = [ArtifactFolder(p, formats, precisions) for p in paths]
+    against its sha256: nothing is loaded before this passes. `preprocessing` (flags)
+    and `reference` are for lone artifact files."""
+    folders = [open_artifact(p, formats, precisions, preprocessing, reference) for p in paths]
     if not any(f.entries for f in folders):
         raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
     for f in folders:
@@ -207,7 +271,9 @@ def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, wor
     for f in folders:
         name = data.canonical_name(dataset) if dataset else f.model.get("dataset")
         if not name:
-            raise BadInput(f"{f.folder}/manifest.json names no dataset; pass --dataset")
+            where = f"{f.path} has no manifest to name" if isinstance(f, LoneArtifact) else \
+                f"{f.folder}/manifest.json names no"
+            raise BadInput(f"{where} its test dataset; pass --dataset")
         if name not in datasets:
             datasets[name] = data.load(name, data_dir)
         plans.append((f, name, f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
@@ -215,12 +281,13 @@ def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, wor
 
 
 def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates: dict | None = None,
-             dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None) -> dict:
+             dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None,
+             preprocessing: dict | None = None, reference: Path | None = None) -> dict:
     from .targets import LocalTarget
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     targets = list(targets or [LocalTarget()])
     gates = gates or {}
-    folders = open_folders(paths, formats, precisions)
+    folders = open_folders(paths, formats, precisions, preprocessing, reference)
     # the table's model column: the source framework, and the folder where two share one
     shared = {f.framework for f in folders if sum(g.framework == f.framework for g in folders) > 1}
     labels = [f"{f.framework} ({f.folder.name})" if f.framework in shared else f.framework for f in folders]
@@ -236,6 +303,9 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
     with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp, _closing(targets):
         work = Path(tmp)
         plans = eval_plans(folders, dataset, data_dir, work)
+        for f, _, data_path in plans:
+            if isinstance(f, LoneArtifact) and f.reference is not None:
+                _add_reference(f, data_path, work, log)
         rows = []
         total = sum(len(f.entries) for f in folders) * len(targets)
         for (f, name, data_path), label in zip(plans, labels):
@@ -243,7 +313,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
                 reference = z["reference"] if "reference" in z.files else None
             for entry in f.entries:
                 job = {"artifact": str((f.folder / entry["file"]).resolve()), "format": entry["format"],
-                       "data": str(data_path), "divide_by": float(f.model.get("scaling", {}).get("divide_by", 255)),
+                       "data": str(data_path), "scaling": preprocess.for_job(f.model.get("scaling", {})),
                        "bench": bench or {}}
                 where = f"{label} {entry['format']} {entry['precision']}"
                 others = [t for t in targets if t is not host]
@@ -298,6 +368,29 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
         "passed": _passed(rows, gates),
         "results": rows,
     }
+
+
+def _add_reference(f: LoneArtifact, data_path: Path, work: Path, log) -> None:
+    """The --reference file's logits on this machine, put into the harness's data file as
+    the fp32 answers that fidelity is measured against."""
+    from .targets import LocalTarget
+    ref = f.reference
+    fmt = format_of(ref)
+    if fmt is None or not ref.is_file():
+        raise BadInput(f"--reference {ref}: not an artifact file ({inspect.known_suffixes()})")
+    log(f"running the reference {ref.name} on local ...")
+    logits_path = work / "reference-logits.npy"
+    result = LocalTarget().run({"artifact": str(ref.resolve()), "format": fmt, "data": str(data_path),
+                                "scaling": preprocess.for_job(f.model["scaling"]), "logits_out": str(logits_path),
+                                "bench": {"min_runs": 1, "min_seconds": 0.0, "warmup": 0}}, work / "job-reference")
+    if result.get("status") != "ok":
+        raise BadInput(f"--reference {ref}: {result.get('reason', 'could not be run')}")
+    with np.load(data_path) as z:
+        arrays = {k: z[k] for k in z.files}
+    reference = np.load(logits_path)
+    if reference.shape != (len(arrays["labels"]), len(f.model["classes"])):
+        raise BadInput(f"--reference {ref}: gives {reference.shape[1]} outputs per image, not one per class")
+    np.savez(data_path, **arrays, reference=reference)
 
 
 @contextmanager
