@@ -141,6 +141,8 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         notes["optimize_for_mobile"] = f"not applied: {' '.join(str(e).split())[:200]}"
     # the engine travels inside the file, so every machine runs the kernels it was made for
     extra = {ENGINE_FILE: json.dumps({"engine": notes["engine"]})} if "engine" in notes else {}
-    scripted._save_for_lite_interpreter(str(path), _extra_files=extra)
+    # to bytes, then written by Python: torch's own file writer aborts the process when the
+    # disk fills (SIGABRT), where a Python write raises an error that export reports
+    path.write_bytes(scripted._save_to_buffer_for_lite_interpreter(_extra_files=extra))
     return {"converter": "torch.jit.trace + _save_for_lite_interpreter",
             "versions": {"torch": torch.__version__}, "layout": LAYOUT, "notes": notes}

@@ -49,8 +49,12 @@ def test_a_user_architecture_on_rgb_images_in_every_framework_and_format(framewo
     _validate_all(arts)
 
 
-@pytest.mark.parametrize("arch,framework", [("mobilenet", "torch"), ("resnet", "tf")])
+@pytest.mark.parametrize("arch,framework", [("mobilenet", "torch")])
 def test_zoo_models_export_to_every_format_and_pass(arch, framework, tmp_path):
+    """mobilenet from PyTorch: its int8 ReLU6 is the qnnpack trap, and its fp32 .ptl is
+    frozen. A Keras run of the same ops (BN, depthwise, stride 2, add, GAP) goes through
+    every format in the user-architecture test above; test_models.py checks every zoo
+    model's twins through the bridge."""
     run, arts = tmp_path / "run", tmp_path / "arts"
     r = edgecnn("train", "--framework", framework, "--model", arch, "--epochs", "12", "--out", run, "--json")
     assert r.code == 0, r
