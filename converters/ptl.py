@@ -144,5 +144,5 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
     # to bytes, then written by Python: torch's own file writer aborts the process when the
     # disk fills (SIGABRT), where a Python write raises an error that export reports
     path.write_bytes(scripted._save_to_buffer_for_lite_interpreter(_extra_files=extra))
-    return {"converter": "torch.jit.trace + _save_for_lite_interpreter",
+    return {"converter": "torch.jit.trace + _save_to_buffer_for_lite_interpreter",
             "versions": {"torch": torch.__version__}, "layout": LAYOUT, "notes": notes}

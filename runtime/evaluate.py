@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .runner import Runner
+from .runner import ArtifactError, Runner
 
 EVAL_BATCH = 1000
 
@@ -27,10 +27,12 @@ def scale(images: np.ndarray, scaling: dict) -> np.ndarray:
 
 
 def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: dict,
-             reference: np.ndarray | None = None, batch: int = EVAL_BATCH, keep_logits: bool = False) -> dict:
+             reference: np.ndarray | None = None, batch: int = EVAL_BATCH, keep_logits: bool = False,
+             classes: int | None = None) -> dict:
     """`images` are the raw uint8 NHWC test images; scaling happens a batch at a time so a
     device never holds the whole split as float32. With keep_logits the result also
-    holds the logits, for comparing one artifact across machines."""
+    holds the logits, for comparing one artifact across machines. With `classes`, an
+    artifact whose output is not one value per class is an ArtifactError."""
     n = len(images)
     if not runner.batchable:
         batch = 1
@@ -38,6 +40,9 @@ def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: di
     chunks = []
     for i in range(0, n, batch):
         chunks.append(runner.infer(scale(images[i:i + batch], scaling)))
+        if classes and (chunks[-1].ndim != 2 or chunks[-1].shape[1] != classes):
+            raise ArtifactError(f"{runner.path.name} gives outputs of shape {list(chunks[-1].shape[1:])} per "
+                                f"image, not one logit per class ({classes})")
     logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     seconds = time.perf_counter() - t
     pred = logits.argmax(1)

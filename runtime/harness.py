@@ -69,7 +69,7 @@ def run_job(job: dict) -> dict:
             result["peak_rss_mb"] = round(peak_rss_mb(), 1)
             reference = data["reference"] if "reference" in data.files else None
             result.update(evaluate(runner, data["images"], data["labels"], job["scaling"], reference,
-                                   keep_logits=True))
+                                   keep_logits=True, classes=job.get("classes")))
             logits = result.pop("logits")
             if job.get("logits_out"):
                 save_atomic(job["logits_out"], logits)

@@ -11,13 +11,12 @@ _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": 
 
 
 def _layout(shape) -> str:
-    """NCHW, as edgecnn and torch.onnx.export write, unless the image dimensions are fixed
-    and only the last one can be channels (1, 3 or 4): an NHWC file, as tf2onnx writes
-    from Keras."""
+    """NCHW, as edgecnn and torch.onnx.export write, unless only the last image dimension
+    can be channels (a fixed 1, 3 or 4, where the first is not): an NHWC file, as tf2onnx
+    writes from Keras."""
     dims = list(shape[1:])
-    if len(dims) == 3 and all(isinstance(d, int) for d in dims) and dims[2] in (1, 3, 4) and dims[0] not in (1, 3, 4):
-        return "NHWC"
-    return "NCHW"
+    channels = lambda d: isinstance(d, int) and d in (1, 3, 4)  # noqa: E731
+    return "NHWC" if len(dims) == 3 and channels(dims[2]) and not channels(dims[0]) else "NCHW"
 
 
 class OnnxRuntimeRunner(Runner):

@@ -142,3 +142,21 @@ def test_lone_artifacts_refuse_what_does_not_fit(keras_tflite, rgb_digits, digit
     lone.write_bytes((digits_artifacts / "model.fp32.onnx").read_bytes())
     assert_bad_input(edgecnn("validate", lone, "--dataset", f"npz:{three}"),
                      "ten.onnx: its output is Nx10, not one logit per class", "(3 classes)")
+    # a .ptl does not declare its output width: the harness finds it out, and says so
+    ptl = tmp_path / "ten.ptl"
+    ptl.write_bytes((digits_artifacts / "model.fp32.ptl").read_bytes())
+    r = edgecnn("validate", ptl, "--dataset", f"npz:{three}", *FAST_BENCH)
+    assert r.code == 2 and "not one logit per class (3)" in r.err.splitlines()[-1], r
+    # a file beside a manifest that cannot be read is not taken for one made elsewhere
+    beside = tmp_path / "export"
+    beside.mkdir()
+    (beside / "model.fp32.onnx").write_bytes(lone.read_bytes())
+    (beside / "manifest.json").write_text("{broken")
+    assert_bad_input(edgecnn("validate", beside / "model.fp32.onnx", "--dataset", "digits"),
+                     "manifest.json is not valid JSON")
+    assert_bad_input(edgecnn("validate", tmp_path / "typo.onnx", "--mean", "1", "--std", "1"),
+                     "typo.onnx: no such artifact folder or file")
+    # a lone file that the precision filter leaves out drops out beside a folder that stays
+    r = edgecnn("validate", digits_artifacts, lone, "--formats", "tflite", "--precisions", "int8", *FAST_BENCH,
+                "--json")
+    assert r.code == 0 and [x["file"] for x in r.json["results"]] == ["model.int8.tflite"], r

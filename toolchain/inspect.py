@@ -21,7 +21,7 @@ def describe(path: Path) -> dict:
         raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; {known_suffixes()}")
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
-    entry = manifest_entry(path)
+    entry = _manifest_entry(path)
     if entry:
         _verify(path, entry)
     try:
@@ -51,7 +51,7 @@ def known_suffixes() -> str:
     return f"expected {', '.join(suffixes[:-1])} or {suffixes[-1]}"
 
 
-def manifest_entry(path: Path) -> dict:
+def _manifest_entry(path: Path) -> dict:
     """The manifest's entry for this file, when an export manifest beside it lists it."""
     m = path.parent / "manifest.json"
     if not m.is_file():
@@ -85,7 +85,9 @@ def _tensor_or(listed, loaded: dict) -> dict:
 
 def _guess_precision(loaded: dict) -> str:
     ops = " ".join(loaded["operators"])
-    if loaded["input"]["dtype"] in ("int8", "uint8") or "quantized::" in ops or "QuantizeLinear" in ops:
+    # int8 inputs, or the quantize step of an int8 file with float inputs and outputs
+    if loaded["input"]["dtype"] in ("int8", "uint8") or "quantized::" in ops or "QuantizeLinear" in ops \
+            or "QUANTIZE" in loaded["operators"]:
         return "int8"
     return "fp32 (no manifest beside it)"
 

@@ -120,6 +120,8 @@ class ModelSpec:
             preprocess.check(d.get("scaling"), shape[2], "scaling")
         except BadInput as e:
             bad(str(e))
+        if d["scaling"].get("mean") is not None:  # training divides, and does nothing more
+            bad("scaling has a mean and std, which edgecnn's training does not apply")
         extra = {}
         if d["arch"] == "mlp":
             hidden, activation = d.get("hidden"), d.get("activation")

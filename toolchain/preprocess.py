@@ -29,7 +29,7 @@ def check(scaling, channels: int | None, where: str) -> dict:
     """`scaling` checked; BadInput naming `where` and the problem. Mean and std come
     together, one number per channel (or one for all)."""
     if not isinstance(scaling, dict):
-        raise BadInput(f"{where}: scaling is not a table of {', '.join(KEYS)}")
+        raise BadInput(f"{where} is not a table of {', '.join(KEYS)}")
     if not _positive(scaling.get("divide_by", 255.0)):
         raise BadInput(f"{where}: divide_by must be a positive number, not {scaling.get('divide_by')!r}")
     mean, std = scaling.get("mean"), scaling.get("std")

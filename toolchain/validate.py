@@ -107,6 +107,11 @@ class ArtifactFolder:
             bad("reference is not {'file': name, 'sha256': digest}")
 
     @property
+    def where(self) -> str:
+        """What its rows name as their folder: artifacts compared with each other share it."""
+        return str(self.folder)
+
+    @property
     def framework(self) -> str:
         fw = self.model.get("source_framework")
         return FRAMEWORK_NAMES.get(fw, fw or self.folder.name)
@@ -187,11 +192,9 @@ class LoneArtifact(ArtifactFolder):
     def framework(self) -> str:
         return self.path.name
 
-    def verify(self) -> None:
-        """It may not change between being read here and being run."""
-        sha, = outdir.file_digests(self.path, "sha256")
-        if sha != self.entries[0]["sha256"]:
-            raise BadInput(f"{self.path}: changed while being validated; refusing to run it")
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> Path:
         h, w, c = ds.input_shape
@@ -210,12 +213,24 @@ class LoneArtifact(ArtifactFolder):
         return path
 
 
+def _listed(path: Path) -> bool:
+    """Whether the manifest beside `path` lists it; a manifest there that cannot be read
+    is refused rather than taken for none."""
+    manifest = path.parent / "manifest.json"
+    if not manifest.is_file():
+        return False
+    entries = outdir.read_json_object(manifest).get("artifacts")
+    return isinstance(entries, list) and any(isinstance(e, dict) and e.get("file") == path.name for e in entries)
+
+
 def open_artifact(path, formats=FORMATS, precisions=PRECISIONS, preprocessing: dict | None = None,
                   reference: Path | None = None) -> ArtifactFolder:
     """An export folder (or one file its manifest lists), or a lone artifact file, whose
     preprocessing comes from a TOML beside it or the flags in `preprocessing`."""
     path = Path(path)
-    lone = path.is_file() and path.name != "manifest.json" and not inspect.manifest_entry(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such artifact folder or file")
+    lone = path.is_file() and path.name != "manifest.json" and not _listed(path)
     if not lone:
         given = [f"--{k.replace('_', '-')}" for k, v in (preprocessing or {}).items() if v is not None]
         if reference is not None:
@@ -230,7 +245,7 @@ def open_artifact(path, formats=FORMATS, precisions=PRECISIONS, preprocessing: d
 
 
 def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: str, dataset: str) -> dict:
-    return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"], "folder": str(folder.folder),
+    return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"], "folder": folder.where,
             "model": model, "source_framework": folder.model.get("source_framework"), "dataset": dataset,
             "format": entry["format"], "precision": entry["precision"], "target": target_name,
             "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256")}
@@ -256,7 +271,8 @@ def open_folders(paths, formats=FORMATS, precisions=PRECISIONS, preprocessing: d
     against its sha256: nothing is loaded before this passes. `preprocessing` (flags)
     and `reference` are for lone artifact files."""
     folders = [open_artifact(p, formats, precisions, preprocessing, reference) for p in paths]
-    if not any(f.entries for f in folders):
+    folders = [f for f in folders if f.entries]
+    if not folders:
         raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
     for f in folders:
         f.verify()
@@ -314,7 +330,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
             for entry in f.entries:
                 job = {"artifact": str((f.folder / entry["file"]).resolve()), "format": entry["format"],
                        "data": str(data_path), "scaling": preprocess.for_job(f.model.get("scaling", {})),
-                       "bench": bench or {}}
+                       "classes": len(f.model.get("classes") or []) or None, "bench": bench or {}}
                 where = f"{label} {entry['format']} {entry['precision']}"
                 others = [t for t in targets if t is not host]
                 if hidden_host and not any(t.runs_format(entry["format"]) for t in others):
