@@ -6,7 +6,6 @@ crashes its runtime is reported as invalid instead of taking edgecnn down.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, format_of, runner_class, sandbox
@@ -21,7 +20,7 @@ def describe(path: Path) -> dict:
         raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; {known_suffixes()}")
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
-    entry = _manifest_entry(path)
+    entry = manifest_entry(path)
     if entry:
         _verify(path, entry)
     try:
@@ -51,14 +50,17 @@ def known_suffixes() -> str:
     return f"expected {', '.join(suffixes[:-1])} or {suffixes[-1]}"
 
 
-def _manifest_entry(path: Path) -> dict:
-    """The manifest's entry for this file, when an export manifest beside it lists it."""
+def manifest_entry(path: Path, strict: bool = False) -> dict:
+    """The manifest's entry for this file, when an export manifest beside it lists it.
+    A manifest there that cannot be read counts as none, or with `strict` is refused."""
     m = path.parent / "manifest.json"
     if not m.is_file():
         return {}
     try:
-        artifacts = json.loads(m.read_text()).get("artifacts", [])
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        artifacts = outdir.read_json_object(m).get("artifacts", [])
+    except BadInput:
+        if strict:
+            raise
         return {}
     if not isinstance(artifacts, list):
         return {}
@@ -94,8 +96,12 @@ def _guess_precision(loaded: dict) -> str:
 
 def _tensor(t: dict) -> str:
     q = f", scale {t['scale']:.6g}, zero point {t['zero_point']}" if t.get("scale") else ""
-    shape = "x".join("N" if d in (-1, None) else str(d) for d in t["shape"])
-    return f"{t['name']}  {shape}  {t['layout']}  {t['dtype']}{q}"
+    return f"{t['name']}  {shape_text(t['shape'])}  {t['layout']}  {t['dtype']}{q}"
+
+
+def shape_text(shape) -> str:
+    """A tensor shape as 1x28x28x1, a dimension the file leaves open as N."""
+    return "x".join("N" if d in (-1, None) else str(d) for d in shape)
 
 
 def render(info: dict) -> str:

@@ -52,10 +52,10 @@ def for_job(scaling: dict) -> dict:
     return {k: scaling[k] for k in KEYS if scaling.get(k) is not None} or {"divide_by": 255.0}
 
 
-def declared(model_path: Path, divide_by=None, mean=None, std=None) -> tuple[dict, str]:
+def declared(model_path: Path, divide_by=None, mean=None, std=None) -> dict:
     """The preprocessing a user declared for a model file: its TOML beside it, then the
-    flags over it; edgecnn's own (divide by 255) when neither says anything. Returns the
-    scaling and where it came from."""
+    flags over it; edgecnn's own (divide by 255) when neither says anything. A bad value
+    is refused naming where it came from."""
     scaling, source = dict(DEFAULT), "the default (divide by 255)"
     toml = model_path.with_name(model_path.name + ".toml")
     if toml.is_file():
@@ -74,7 +74,7 @@ def declared(model_path: Path, divide_by=None, mean=None, std=None) -> tuple[dic
         source = "flags" if source.startswith("the default") else f"{source} and flags"
     if scaling.get("mean") is not None or scaling["divide_by"] != 255.0:
         scaling.pop("range", None)  # no longer [0, 1]
-    return check(scaling, None, source), source
+    return check(scaling, None, source)
 
 
 def _numbers(text, flag):

@@ -178,7 +178,7 @@ class LoneArtifact(ArtifactFolder):
 
     def __init__(self, path: Path, preprocessing: dict, reference: Path | None = None):
         info = inspect.describe(path)  # unknown type, missing, unreadable or crashing: one line
-        scaling, self.scaling_source = preprocess.declared(path, **preprocessing)
+        scaling = preprocess.declared(path, **preprocessing)
         self.folder, self.path, self.reference = path.parent, path, reference
         self.model = {"input_shape": None, "classes": None, "scaling": scaling, "dataset": None,
                       "source_framework": None, "source": str(path)}
@@ -201,26 +201,16 @@ class LoneArtifact(ArtifactFolder):
         shape = self.entries[0]["input"]["shape"]
         dims = [d for d in shape[1:] if isinstance(d, int) and d > 0]
         if len(dims) == 3 and dims not in ([h, w, c], [c, h, w]):
-            raise BadInput(f"{self.path}: takes {'x'.join(map(str, shape[1:]))} inputs but dataset "
+            raise BadInput(f"{self.path}: takes {inspect.shape_text(shape[1:])} inputs but dataset "
                            f"{dataset_name!r} has {h}x{w}x{c} images")
         out = self.entries[0]["output"]["shape"]
         if len(out) != 2 or (isinstance(out[1], int) and out[1] > 0 and out[1] != ds.num_classes):
-            raise BadInput(f"{self.path}: its output is {'x'.join('N' if d in (-1, None) else str(d) for d in out)}, "
+            raise BadInput(f"{self.path}: its output is {inspect.shape_text(out)}, "
                            f"not one logit per class of dataset {dataset_name!r} ({ds.num_classes} classes)")
         preprocess.check(self.model["scaling"], c, f"{self.path}: scaling")
         self.model.update(input_shape=[h, w, c], classes=list(ds.classes), dataset=dataset_name)
         np.savez(path, sample=ds.x_test[:1], images=ds.x_test, labels=ds.y_test)
         return path
-
-
-def _listed(path: Path) -> bool:
-    """Whether the manifest beside `path` lists it; a manifest there that cannot be read
-    is refused rather than taken for none."""
-    manifest = path.parent / "manifest.json"
-    if not manifest.is_file():
-        return False
-    entries = outdir.read_json_object(manifest).get("artifacts")
-    return isinstance(entries, list) and any(isinstance(e, dict) and e.get("file") == path.name for e in entries)
 
 
 def open_artifact(path, formats=FORMATS, precisions=PRECISIONS, preprocessing: dict | None = None,
@@ -230,7 +220,8 @@ def open_artifact(path, formats=FORMATS, precisions=PRECISIONS, preprocessing: d
     path = Path(path)
     if not path.exists():
         raise BadInput(f"{path}: no such artifact folder or file")
-    lone = path.is_file() and path.name != "manifest.json" and not _listed(path)
+    # a manifest beside the file that cannot be read is refused, not taken for none
+    lone = path.is_file() and path.name != "manifest.json" and not inspect.manifest_entry(path, strict=True)
     if not lone:
         given = [f"--{k.replace('_', '-')}" for k, v in (preprocessing or {}).items() if v is not None]
         if reference is not None:
@@ -396,17 +387,16 @@ def _add_reference(f: LoneArtifact, data_path: Path, work: Path, log) -> None:
         raise BadInput(f"--reference {ref}: not an artifact file ({inspect.known_suffixes()})")
     log(f"running the reference {ref.name} on local ...")
     logits_path = work / "reference-logits.npy"
+    # the harness refuses a reference whose output is not one logit per class
     result = LocalTarget().run({"artifact": str(ref.resolve()), "format": fmt, "data": str(data_path),
                                 "scaling": preprocess.for_job(f.model["scaling"]), "logits_out": str(logits_path),
+                                "classes": len(f.model["classes"]),
                                 "bench": {"min_runs": 1, "min_seconds": 0.0, "warmup": 0}}, work / "job-reference")
     if result.get("status") != "ok":
         raise BadInput(f"--reference {ref}: {result.get('reason', 'could not be run')}")
     with np.load(data_path) as z:
         arrays = {k: z[k] for k in z.files}
-    reference = np.load(logits_path)
-    if reference.shape != (len(arrays["labels"]), len(f.model["classes"])):
-        raise BadInput(f"--reference {ref}: gives {reference.shape[1]} outputs per image, not one per class")
-    np.savez(data_path, **arrays, reference=reference)
+    np.savez(data_path, **arrays, reference=np.load(logits_path))
 
 
 @contextmanager
