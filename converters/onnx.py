@@ -74,13 +74,43 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         _export_fp32(torch_model, torch.from_numpy(calib_nchw[:2]), fp32)
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        floats = options.get("float_layers") or {}
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=bits == 7, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
     versions["onnxruntime"] = onnxruntime.__version__
+    notes = {"opset": OPSET, "quantization": f"QDQ, per-channel S8S8, {bits}-bit weights"
+                                             f"{' (reduce_range)' if bits == 7 else ''}, MinMax",
+             "int8": INT8 if bits == 7 else {"weights": "int8 per output channel, 8-bit range",
+                                             "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"}}
+    if floats:
+        notes["float_layers"] = list(floats)
     return {"converter": "torch.onnx.export + onnxruntime.quantization.quantize_static",
-            "versions": versions, "layout": LAYOUT,
-            "notes": {"opset": OPSET, "quantization": f"QDQ, per-channel S8S8, {bits}-bit weights"
-                                                      f"{' (reduce_range)' if bits == 7 else ''}, MinMax",
-                      "int8": INT8 if bits == 7 else {"weights": "int8 per output channel, 8-bit range",
-                                                      "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"}}}
+            "versions": versions, "layout": LAYOUT, "notes": notes}
+
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def _nodes_of(exported, preprocessed, floats: dict) -> list[str]:
+    """The ONNX node of each float layer. The exporter records the module each node came
+    from (its name scope); a conv whose batchnorm it folded carries the batchnorm's
+    scope, so a layer is found by any name in its folded chain. quant_pre_process keeps
+    node names but drops that record, so the scope is read from the exported file."""
+    import ast
+    scope = {}
+    kept = {node.name for node in preprocessed.graph.node}
+    for node in exported.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        if node.op_type in WEIGHTED_OPS and "pkg.torch.onnx.name_scopes" in meta:
+            path = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
+            if len(path) > 1 and node.name in kept:
+                scope.setdefault(path[1], []).append(node.name)
+    out = []
+    for layer, chain in floats.items():
+        found = [n for name in chain for n in scope.get(name, [])]
+        if len(found) != 1:
+            raise ValueError(f"layer {layer!r} is {len(found)} weighted nodes in the ONNX graph, not one")
+        out += found
+    return out

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.runtime.graph import INPUT
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
 from . import Option
@@ -78,7 +79,7 @@ def fusions(model) -> list[list[str]]:
     return out
 
 
-def _quantized(model, calib_nchw, engine: str):
+def _quantized(model, calib_nchw, engine: str, floats=()):
     import torch
     import torch.ao.quantization as tq
 
@@ -100,7 +101,20 @@ def _quantized(model, calib_nchw, engine: str):
     for name, module in list(body.named_children()):
         if isinstance(module, torch.nn.ReLU6):
             setattr(body, name, ContiguousReLU6())
+    # A float layer runs between a dequantize and a quantize of its own. When every
+    # reader of the image is float, the image itself stays float: quantizing it first (to
+    # 7 bits, as every activation here) would throw away what the float layer is kept for.
+    readers = [name for name, inputs in model.order if INPUT in inputs]
+    float_image = bool(floats) and all(r in floats for r in readers)
+    for name in floats:  # a fused chain is named by its first module: the layer itself
+        module = getattr(body, name)
+        module.qconfig = None
+        steps = [module, tq.QuantStub()] if float_image and name in readers else [tq.DeQuantStub(), module,
+                                                                                  tq.QuantStub()]
+        setattr(body, name, torch.nn.Sequential(*steps))
     wrapped = Wrapped(body).eval()
+    if float_image:
+        wrapped.quant = torch.nn.Identity()
     torch.backends.quantized.engine = engine
     # One config for both engines: x86's default (7-bit histogram-calibrated activations,
     # per-channel weights). qnnpack's default has 8-bit activations, which saturate on
@@ -125,10 +139,13 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         engine = options.get(ENGINE.name, ENGINE.default)
         if engine not in ENGINES:
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
-        model = _quantized(model, calib_nchw, engine)
+        floats = options.get("float_layers") or {}
+        model = _quantized(model, calib_nchw, engine, floats)
         notes.update(engine=engine, per_channel_weights=True,
                      quantization="static, fused conv+relu and linear+relu, 7-bit activations",
                      int8=INT8)
+        if floats:
+            notes["float_layers"] = list(floats)
     with torch.inference_mode():
         scripted = torch.jit.trace(model, calib_nchw[:1])
     if precision == "fp32":

@@ -33,7 +33,42 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
     elif precision == "dynamic":
         notes["quantization"] = "dynamic range: int8 weights, float activations"
     with quiet():  # the converter prints a SavedModel dump on stdout
-        blob = converter.convert()
+        floats = options.get("float_layers") if precision == "int8" else None
+        if floats:
+            blob = _with_float_layers(converter, representative, floats)
+            notes["float_layers"] = list(floats)
+        else:
+            blob = converter.convert()
     path.write_bytes(blob)
     return {"converter": "tf.lite.TFLiteConverter.from_keras_model",
             "versions": {"tensorflow": tf.__version__}, "layout": LAYOUT, "notes": notes}
+
+
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _with_float_layers(converter, representative, floats: dict) -> bytes:
+    """Full integer int8 with the named layers in float, through TFLite's quantization
+    debugger: it calibrates once, then quantizes with those layers' ops denylisted
+    (each float op gets a DEQUANTIZE before it and a QUANTIZE after it)."""
+    import re
+
+    import tensorflow as tf
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+    calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
+    tensors = {t["index"]: t["name"] for t in calibrated.get_tensor_details()}
+    ops = [(op["op_name"], tensors[op["outputs"][0]]) for op in calibrated._get_ops_details()]
+
+    def scopes(tensor_name):  # "m_1/stem_1/convolution;m_1/stem_bn_1/..." -> {"stem", "stem_1", ...}
+        parts = {part for name in tensor_name.split(";") for part in name.split("/")}
+        return parts | {re.sub(r"_\d+$", "", part) for part in parts}  # tracing adds _1 to a scope
+
+    deny = []
+    for layer in floats:
+        found = [out for kind, out in ops if kind in WEIGHTED_OPS and layer in scopes(out)]
+        if len(found) != 1:
+            raise ValueError(f"layer {layer!r} is {len(found)} weighted ops in the TFLite graph, not one")
+        deny += found
+    # the same calibration, quantized again with the denylist (the options setter does not recalibrate)
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny, fully_quantize=True)
+    return debugger.get_nondebug_quantized_model()

@@ -375,6 +375,20 @@ class Graph:
     def macs(self) -> int:
         return sum(self.op(n).macs(n, self.in_shapes[n["name"]], self.shapes[n["name"]]) for n in self.nodes)
 
+    def weighted_layers(self) -> list[str]:
+        """The layers whose weights int8 quantizes (conv2d and dense), in graph order."""
+        return [n["name"] for n in self.nodes if n["op"] in ("conv2d", "dense")]
+
+    def folded_chain(self, name: str) -> list[str]:
+        """The layer and what every converter folds into it: the batchnorm, then the
+        relu or relu6, that follow it as the only reader of the output before."""
+        chain = [name]
+        for kinds in (("batchnorm",), ("relu", "relu6")):
+            readers = self.consumers(chain[-1])
+            if len(readers) == 1 and readers[0]["op"] in kinds:
+                chain.append(readers[0]["name"])
+        return chain
+
     def describe(self) -> list[str]:
         out = []
         for n in self.nodes:

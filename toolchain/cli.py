@@ -158,6 +158,9 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
 @click.option("--calib-samples", type=int, default=None,
               help="Training images used to calibrate int8 (the same for every format) "
                    "[default: 500, or all of a smaller training set].")
+@click.option("--float-layers", default="", metavar="LAYER,...",
+              help="conv2d or dense layers, named as in the run's spec.json, that every int8 artifact keeps "
+                   "in float, with the batchnorm and activation folded into each (a wrong name lists them).")
 @_converter_options
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Where to find the run's dataset if not where training found it.")
@@ -165,7 +168,8 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
               help="Artifact folder [default: artifacts/RUN_NAME].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
-def export(run_dir, formats, int8, precisions, calib_samples, data_dir, out, force, as_json, **flags):
+def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data_dir, out, force, as_json,
+           **flags):
     """Export a trained run to edge artifacts, with a manifest."""
     from . import export as exporting
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
@@ -174,7 +178,8 @@ def export(run_dir, formats, int8, precisions, calib_samples, data_dir, out, for
         precs.append("int8")
     out = Path(out) if out else Path("artifacts") / Path(run_dir).resolve().name
     manifest, code = exporting.export(run_dir, fmts, precs, out, force=force,
-                                      calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir)
+                                      calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir,
+                                      float_layers=[n.strip() for n in float_layers.split(",") if n.strip()])
     if as_json:
         click.echo(json.dumps(manifest))
     else:

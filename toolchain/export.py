@@ -32,6 +32,7 @@ BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": mode
 ALL_PRECISIONS = converters.PRECISIONS
 BRIDGE_IMAGES = 256
 MIN_CALIB, WARN_CALIB, DEFAULT_CALIB = 10, 100, 500
+FLOAT_LAYERS = "float_layers"  # the int8 converters' shared option: {layer: its folded chain}
 
 
 def parse_list(text: str, allowed, what: str) -> list[str]:
@@ -84,10 +85,26 @@ def _io_entry(spec, shape_hwc, layout) -> dict:
     return d
 
 
+def float_chains(graph, names, precisions) -> dict[str, list[str]]:
+    """--float-layers: each named conv2d or dense layer, with what the converters fold
+    into it (its batchnorm and activation), to keep in float in every int8 artifact."""
+    if not names:
+        return {}
+    if "int8" not in precisions:
+        raise BadInput("--float-layers keeps layers of an int8 artifact in float; add --int8")
+    weighted = graph.weighted_layers()
+    bad = [n for n in names if n not in weighted]
+    if bad:
+        raise BadInput(f"--float-layers: {bad[0][:40]!r} is not a conv2d or dense layer of this model; "
+                       f"its layers are {', '.join(weighted)}")
+    return {n: graph.folded_chain(n) for n in names}
+
+
 def export(run_dir, formats, precisions, out, force=False, calib_samples=None, options: dict | None = None,
-           data_dir=None, log=None) -> tuple[dict, int]:
+           data_dir=None, log=None, float_layers=()) -> tuple[dict, int]:
     """`options`: the converters' own options by name (converters.options()); the rest
-    take their defaults."""
+    take their defaults. `float_layers`: conv2d and dense layers that every int8
+    artifact keeps in float (float_chains)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     known = converters.options()
     unknown = sorted(set(options or {}) - set(known))
@@ -98,6 +115,7 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, o
     pairs = plan(formats, precisions)
     run = Run(run_dir)
     check_reachable(run.spec, formats)
+    options[FLOAT_LAYERS] = float_chains(run.spec.graph, list(float_layers), precisions)
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:
@@ -203,6 +221,8 @@ def table(manifest: dict) -> str:
     for a in manifest["artifacts"]:
         size = f"{a['bytes'] / 1024:,.0f} KB" if a["status"] == "ok" else "-"
         status = a["status"] if a["status"] == "ok" else f"failed: {a['reason'][:60]}"
+        if a.get("notes", {}).get(FLOAT_LAYERS):
+            status += f", float: {', '.join(a['notes'][FLOAT_LAYERS])}"
         rows.append((a["format"], a["precision"], size, status, f"{a['seconds']:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
