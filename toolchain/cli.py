@@ -188,6 +188,32 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data
     return code
 
 
+@cli.command("import")
+@click.argument("model", type=click.Path())
+@click.option("--dataset", default="digits", show_default=True,
+              help="The images the model takes: calibration, the fp32 reference and accuracy come from it.")
+@click.option("--data-dir", type=click.Path(), default=None, help="Where the dataset's files are.")
+@click.option("--classes", default=None, metavar="NAME,...",
+              help="Class names in the model's output order [default: the dataset's].")
+@click.option("--out", type=click.Path(), default=None, help="Run folder [default: runs/imported-MODEL_NAME].")
+@click.option("--force", is_flag=True, help="Replace an existing run folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def import_(model, dataset, data_dir, classes, out, force, as_json):
+    """Make a run folder from a model edgecnn did not train (.keras), for export."""
+    from .import_model import import_model
+    out = Path(out) if out else Path("runs") / f"imported-{Path(model).stem}"
+    result = import_model(model, dataset, out, data_dir=data_dir, classes=classes, force=force)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"{result['model']}: {result['layers']} layers of edgecnn's graph, {result['params']:,} parameters, "
+                   f"{result['macs']:,} MACs; test accuracy {result['test_accuracy']:.2%} on {result['dataset']}; "
+                   f"the graph reproduces the model to {result['max_abs_diff']:.1e}"
+                   + (" (its final softmax dropped: artifacts output logits)" if result["final_softmax_dropped"]
+                      else ""))
+        click.echo(f"run folder: {out}  (next: edgecnn export {out} --int8)")
+
+
 @cli.command()
 @click.argument("artifact", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")

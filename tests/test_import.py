@@ -1,0 +1,132 @@
+"""`edgecnn import`: a Keras model built and trained here in plain Keras (not with
+edgecnn) becomes a run folder of edgecnn's graph, and every format is made from it
+through the weight bridge; what cannot be imported is one line and exit 2."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FAST_BENCH, assert_bad_input, edgecnn
+
+from edgecnn.runtime import runner_for
+
+
+@pytest.fixture(scope="module")
+def split(rgb_digits):
+    from edgecnn.toolchain import data
+    return data.load(f"folder:{rgb_digits}")
+
+
+def _mobile_block_model(keras, layers, head=None):
+    """BN, ReLU6, a depthwise conv, a residual add, GAP and a softmax, as a user writes
+    them; the stride-2 stem pads symmetrically (ZeroPadding2D, then "valid")."""
+    x = keras.Input((32, 32, 3))
+    y = layers.ZeroPadding2D(1)(x)
+    y = layers.Conv2D(8, 3, strides=2, use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    y = layers.ReLU(6.0)(y)
+    z = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
+    z = layers.BatchNormalization()(z)
+    z = layers.ReLU(6.0)(z)
+    z = layers.Conv2D(8, 1, use_bias=False)(z)
+    z = layers.BatchNormalization()(z)
+    y = layers.Add()([y, z])
+    y = layers.Conv2D(16, 3, strides=2, activation="relu")(y)
+    if head is not None:
+        y = head(y)
+    y = layers.GlobalAveragePooling2D()(y)
+    y = layers.Dropout(0.2)(y)
+    return keras.Model(x, layers.Dense(3, activation="softmax")(y))
+
+
+@pytest.fixture(scope="module")
+def keras_file(split, tmp_path_factory):
+    import keras
+    from keras import layers
+    keras.utils.set_random_seed(0)
+    model = _mobile_block_model(keras, layers)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(split.x_train.astype(np.float32) / 255, split.y_train, epochs=30, batch_size=16, verbose=0)
+    path = tmp_path_factory.mktemp("keras-model") / "mine.keras"
+    model.save(path)
+    probs = model.predict(split.x_test.astype(np.float32) / 255, verbose=0)
+    return path, probs
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_a_keras_model_imports_and_exports_to_every_format(keras_file, split, rgb_digits, tmp_path):
+    path, probs = keras_file
+    run = tmp_path / "run"
+    r = edgecnn("import", path, "--dataset", f"folder:{rgb_digits}", "--out", run, "--json")
+    assert r.code == 0, r
+    assert r.json["final_softmax_dropped"] is True and r.json["max_abs_diff"] <= 1e-4, r.json
+    accuracy = float((probs.argmax(1) == split.y_test).mean())
+    assert r.json["test_accuracy"] == pytest.approx(accuracy), r.json
+    spec = json.loads((run / "spec.json").read_text())
+    ops = [n["op"] for n in spec["graph"]]
+    assert ops.count("batchnorm") == 3 and "add" in ops and "gap" in ops, ops
+    assert any(n["op"] == "conv2d" and n["groups"] == 8 for n in spec["graph"])  # the depthwise conv
+
+    arts = tmp_path / "arts"
+    r = edgecnn("export", run, "--int8", "--formats", "tflite,ptl,onnx,numpy", "--out", arts)
+    assert r.code == 0, r
+    manifest = json.loads((arts / "manifest.json").read_text())
+    assert len(manifest["artifacts"]) == 7
+    x = split.x_test.astype(np.float32) / 255
+    for a in manifest["artifacts"]:
+        if a["precision"] == "fp32":  # each fp32 artifact against the user's Keras model itself
+            logits = runner_for(a["format"], arts / a["file"]).load().infer(x)
+            assert np.abs(_softmax(logits) - probs).max() <= 1e-4, a["file"]
+    r = edgecnn("validate", arts, *FAST_BENCH, "--json")
+    assert r.code == 0, r
+    assert [row["status"] for row in r.json["results"]] == ["pass"] * 7
+
+
+def test_class_names_from_the_user(keras_file, rgb_digits, tmp_path):
+    path, _ = keras_file
+    r = edgecnn("import", path, "--dataset", f"folder:{rgb_digits}", "--classes", "zero,one,two",
+                "--out", tmp_path / "run")
+    assert r.code == 0, r
+    assert json.loads((tmp_path / "run" / "spec.json").read_text())["classes"] == ["zero", "one", "two"]
+
+
+def _saved(tmp_path, build):
+    import keras
+    from keras import layers
+    path = tmp_path / "bad.keras"
+    build(keras, layers).save(path)
+    return path
+
+
+def test_bad_models_are_refused(keras_file, rgb_digits, tmp_path):
+    path, _ = keras_file
+    folder = f"folder:{rgb_digits}"
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    assert_bad_input(edgecnn("import", truncated, "--dataset", folder, "--out", tmp_path / "a"),
+                     "truncated.keras", "cannot load the model")
+    lam = _saved(tmp_path, lambda keras, layers: keras.Sequential(
+        [keras.Input((32, 32, 3)), layers.Lambda(lambda t: t * 2.0), layers.Flatten(), layers.Dense(3)]))
+    assert_bad_input(edgecnn("import", lam, "--dataset", folder, "--out", tmp_path / "b"), "Lambda", "safe mode")
+    lstm = _saved(tmp_path, lambda keras, layers: keras.Sequential(
+        [keras.Input((32, 32, 3)), layers.Reshape((32, 96)), layers.LSTM(4), layers.Dense(3)]))
+    assert_bad_input(edgecnn("import", lstm, "--dataset", folder, "--out", tmp_path / "c"),
+                     "is a Reshape, which is not in edgecnn's graph")
+    same2 = _saved(tmp_path, lambda keras, layers: keras.Sequential(
+        [keras.Input((32, 32, 3)), layers.Conv2D(4, 3, strides=2, padding="same", name="stem"),
+         layers.GlobalAveragePooling2D(), layers.Dense(3)]))
+    assert_bad_input(edgecnn("import", same2, "--dataset", folder, "--out", tmp_path / "d"),
+                     "'stem'", "one more row below than above")
+    assert_bad_input(edgecnn("import", path, "--dataset", "digits", "--out", tmp_path / "e"),
+                     "takes 32x32x3 images", "8x8x1")
+    assert_bad_input(edgecnn("import", path, "--dataset", folder, "--classes", "a,b", "--out", tmp_path / "f"),
+                     "3 values, not one logit per class", "(2)")
+    assert_bad_input(edgecnn("import", tmp_path / "nope.keras", "--dataset", folder, "--out", tmp_path / "g"),
+                     "no such model file")
+    assert_bad_input(edgecnn("import", tmp_path / "model.pt2", "--dataset", folder, "--out", tmp_path / "h"),
+                     "not supported yet")
+    assert not any((tmp_path / d).exists() for d in "abcdefgh")
