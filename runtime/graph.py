@@ -189,6 +189,22 @@ class BatchNorm(Op):
         return ("gamma", "beta")
 
 
+class Pad(Op):
+    """Zero padding of a feature map, each side its own (top, bottom, left, right): what a
+    conv's symmetric padding cannot say, such as Keras's "same" at stride 2, which pads
+    one more row below and column to the right."""
+    kind = "pad"
+    attrs = {side: (_int(0, MAX_KERNEL), 0) for side in ("top", "bottom", "left", "right")}
+    ranks = (3,)
+
+    def out_shape(self, a, shapes):
+        h, w, c = shapes[0]
+        return (h + a["top"] + a["bottom"], w + a["left"] + a["right"], c)
+
+    def describe(self, a):
+        return f"pad({a['top']}, {a['bottom']}, {a['left']}, {a['right']})"
+
+
 class Pool(Op):
     """maxpool and avgpool: the same windows, a different reduction (npnet's business)."""
     attrs = {"size": (_int(1, 64), 2), "stride": (_int(0, 64), 0)}  # stride 0: the size
@@ -265,7 +281,7 @@ class BinaryLogits(Op):
         return (2,)
 
 
-OPS = {op.kind: op for op in (Conv2D(), BatchNorm(), Activation("relu"), Activation("relu6"), Activation("sigmoid"),
+OPS = {op.kind: op for op in (Conv2D(), Pad(), BatchNorm(), Activation("relu"), Activation("relu6"), Activation("sigmoid"),
                               Pool("maxpool"), Pool("avgpool"), GlobalAvgPool(), Add(), Dense(), Dropout(),
                               Flatten(), BinaryLogits())}
 

@@ -285,6 +285,18 @@ class GlobalAvgPool(Layer):
         return np.broadcast_to((dy / (h * w))[:, None, None, :], self.in_shape).copy()
 
 
+class Pad(Layer):
+    kind = "pad"
+
+    def forward(self, x, train=False):
+        a = self.node
+        return np.pad(x, ((0, 0), (a["top"], a["bottom"]), (a["left"], a["right"]), (0, 0)))
+
+    def backward(self, dy, need_dx=True):
+        a = self.node
+        return dy[:, a["top"]:dy.shape[1] - a["bottom"], a["left"]:dy.shape[2] - a["right"]]
+
+
 class Add(Layer):
     kind = "add"
 
@@ -378,7 +390,7 @@ class BinaryLogits(Layer):
         return dy[:, 1:2]
 
 
-LAYERS = {cls.kind: cls for cls in (Dense, Conv2D, BatchNorm, MaxPool, AvgPool, GlobalAvgPool, Add, Dropout,
+LAYERS = {cls.kind: cls for cls in (Dense, Conv2D, Pad, BatchNorm, MaxPool, AvgPool, GlobalAvgPool, Add, Dropout,
                                     ReLU, ReLU6, Sigmoid, Flatten, BinaryLogits)}
 assert set(LAYERS) == set(graph.OPS), "every op of the vocabulary runs here"
 

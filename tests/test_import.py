@@ -19,10 +19,9 @@ def split(rgb_digits):
 
 def _mobile_block_model(keras, layers, head=None):
     """BN, ReLU6, a depthwise conv, a residual add, GAP and a softmax, as a user writes
-    them; the stride-2 stem pads symmetrically (ZeroPadding2D, then "valid")."""
+    them: the stride-2 stem is Keras's "same" (one more row below than above)."""
     x = keras.Input((32, 32, 3))
-    y = layers.ZeroPadding2D(1)(x)
-    y = layers.Conv2D(8, 3, strides=2, use_bias=False)(y)
+    y = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
     y = layers.BatchNormalization()(y)
     y = layers.ReLU(6.0)(y)
     z = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
@@ -31,6 +30,7 @@ def _mobile_block_model(keras, layers, head=None):
     z = layers.Conv2D(8, 1, use_bias=False)(z)
     z = layers.BatchNormalization()(z)
     y = layers.Add()([y, z])
+    y = layers.ZeroPadding2D(((1, 0), (1, 0)))(y)
     y = layers.Conv2D(16, 3, strides=2, activation="relu")(y)
     if head is not None:
         y = head(y)
@@ -70,6 +70,8 @@ def test_a_keras_model_imports_and_exports_to_every_format(keras_file, split, rg
     ops = [n["op"] for n in spec["graph"]]
     assert ops.count("batchnorm") == 3 and "add" in ops and "gap" in ops, ops
     assert any(n["op"] == "conv2d" and n["groups"] == 8 for n in spec["graph"])  # the depthwise conv
+    pads = [(n["top"], n["bottom"], n["left"], n["right"]) for n in spec["graph"] if n["op"] == "pad"]
+    assert pads == [(0, 1, 0, 1), (1, 0, 1, 0)], pads  # Keras's "same" at stride 2, and the ZeroPadding2D
 
     arts = tmp_path / "arts"
     r = edgecnn("export", run, "--int8", "--formats", "tflite,ptl,onnx,numpy", "--out", arts)
@@ -116,11 +118,11 @@ def test_bad_models_are_refused(keras_file, rgb_digits, tmp_path):
         [keras.Input((32, 32, 3)), layers.Reshape((32, 96)), layers.LSTM(4), layers.Dense(3)]))
     assert_bad_input(edgecnn("import", lstm, "--dataset", folder, "--out", tmp_path / "c"),
                      "is a Reshape, which is not in edgecnn's graph")
-    same2 = _saved(tmp_path, lambda keras, layers: keras.Sequential(
-        [keras.Input((32, 32, 3)), layers.Conv2D(4, 3, strides=2, padding="same", name="stem"),
+    dilated = _saved(tmp_path, lambda keras, layers: keras.Sequential(
+        [keras.Input((32, 32, 3)), layers.Conv2D(4, 3, dilation_rate=2, name="stem"),
          layers.GlobalAveragePooling2D(), layers.Dense(3)]))
-    assert_bad_input(edgecnn("import", same2, "--dataset", folder, "--out", tmp_path / "d"),
-                     "'stem'", "one more row below than above")
+    assert_bad_input(edgecnn("import", dilated, "--dataset", folder, "--out", tmp_path / "d"),
+                     "'stem'", "dilated")
     assert_bad_input(edgecnn("import", path, "--dataset", "digits", "--out", tmp_path / "e"),
                      "takes 32x32x3 images", "8x8x1")
     assert_bad_input(edgecnn("import", path, "--dataset", folder, "--classes", "a,b", "--out", tmp_path / "f"),

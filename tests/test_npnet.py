@@ -132,6 +132,12 @@ def test_global_average_pool():
     check(layer("gap", (5, 4, 3)), rng.standard_normal((2, 5, 4, 3)), lambda x: x.mean((1, 2)))
 
 
+@pytest.mark.parametrize("top,bottom,left,right", [(0, 1, 0, 1), (2, 1, 0, 3)])
+def test_pad(top, bottom, left, right):
+    check(layer("pad", (5, 4, 3), top=top, bottom=bottom, left=left, right=right), rng.standard_normal((2, 5, 4, 3)),
+          lambda x: nhwc(F.pad(nchw(x), (left, right, top, bottom))))
+
+
 def test_add_passes_the_gradient_to_both_inputs():
     a, b = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((2, 3, 3, 4))
     lay = layer("add", (3, 3, 4))

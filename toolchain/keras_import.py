@@ -8,10 +8,10 @@ nodes, and each holds its weights in the same Keras layout.
 
 What maps, and how:
 - Conv2D and DepthwiseConv2D (depth multiplier 1) with square kernels and strides, no
-  dilation: "valid" is padding 0; "same" is symmetric padding when it pads as many rows
-  above as below. At stride 2 on an even input Keras pads one row more below, which the
-  graph's symmetric padding cannot say: such a model is not vocabulary (yet). A
-  symmetric ZeroPadding2D read only by a "valid" conv becomes that conv's padding.
+  dilation: "valid" is padding 0; "same" is the conv's own symmetric padding when it
+  pads as many rows above as below, and otherwise (at stride 2 on an even input Keras
+  pads one row more below and one column more to the right) a pad layer before it.
+- ZeroPadding2D is a pad layer.
 - An activation inside a layer (Conv2D(activation="relu")) becomes a layer of its own.
 - A softmax at the output is dropped: edgecnn's artifacts output logits (top-1 is the
   same), and the proof of the import applies softmax to the twin's output first.
@@ -49,15 +49,11 @@ def _square(value, what: str, layer) -> int:
     return int(values[0])
 
 
-def _same_padding(size: int, kernel: int, stride: int, layer) -> int:
-    """Keras's "same": the output is ceil(size / stride); the extra row and column go
-    below and to the right."""
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Keras's "same" on one axis: (before, after), so that the output is
+    ceil(size / stride); an odd extra goes after (below, to the right)."""
     total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    if total % 2:
-        raise NotVocabulary(f"layer {layer.name!r}: padding \"same\" at stride {stride} on a {size}-pixel "
-                            f"input pads one more row below than above, which edgecnn's graph (symmetric "
-                            f"padding) cannot express")
-    return total // 2
+    return total // 2, total - total // 2
 
 
 def _inputs(layer, names: dict) -> list[str]:
@@ -76,7 +72,6 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
     names = {model.inputs[0]._keras_history[0].name: g.INPUT}
     taken: set = set()
     nodes: list[dict] = []
-    pads: dict[str, tuple[int, str]] = {}  # a ZeroPadding2D -> (its pixels, its input), for its conv
     out_layer = model.outputs[0]._keras_history[0]
     dropped_softmax = False
     sources: dict[str, str] = {}
@@ -123,15 +118,14 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
             k, s = _square(cfg["kernel_size"], "kernel", layer), _square(cfg["strides"], "stride", layer)
             if _square(cfg.get("dilation_rate", 1), "dilation", layer) != 1:
                 raise NotVocabulary(f"layer {layer.name!r}: dilated convolutions are not in edgecnn's graph")
-            pad, src = pads.pop(ins[0], (0, ins[0]))
-            if pad and cfg["padding"] != "valid":
-                raise NotVocabulary(f"layer {layer.name!r}: a ZeroPadding2D before a \"same\" conv")
+            src, padding = ins[0], 0
             if cfg["padding"] == "same":
-                padding = _same_padding(int(in_shape[0]), k, s, layer)
-                if int(in_shape[1]) != int(in_shape[0]):
-                    _same_padding(int(in_shape[1]), k, s, layer)
-            else:
-                padding = pad
+                (top, bottom), (left, right) = (_same_padding(int(d), k, s) for d in in_shape[:2])
+                if top == bottom == left == right:
+                    padding = top
+                else:
+                    src = add({"op": "pad", "top": top, "bottom": bottom, "left": left, "right": right},
+                              f"{layer.name}_same", [src])
             channels = int(in_shape[-1])
             if kind == "DepthwiseConv2D":
                 if cfg.get("depth_multiplier", 1) != 1:
@@ -149,15 +143,8 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
             out = activation(layer.activation, layer, out)
         elif kind == "ZeroPadding2D":
             (top, bottom), (left, right) = cfg["padding"]
-            if len({top, bottom, left, right}) != 1:
-                raise NotVocabulary(f"layer {layer.name!r}: padding {cfg['padding']} is not the same on every side")
-            readers = [model.layers[model.layers.index(layer) + 1]] if chain and layer is not model.layers[-1] \
-                else [r for r in model.layers if r._inbound_nodes and any(
-                    t._keras_history[0] is layer for t in r._inbound_nodes[0].input_tensors)]
-            if len(readers) != 1 or type(readers[0]).__name__ not in ("Conv2D", "DepthwiseConv2D"):
-                raise NotVocabulary(f"layer {layer.name!r}: ZeroPadding2D that is not read by one conv alone")
-            pads[layer.name] = (int(top), ins[0])
-            out = layer.name  # not a node: its conv reads through it
+            out = add({"op": "pad", "top": int(top), "bottom": int(bottom), "left": int(left), "right": int(right)},
+                      layer.name, ins)
         elif kind == "BatchNormalization":
             axis = cfg["axis"] if isinstance(cfg["axis"], int) else cfg["axis"][0]
             if axis not in (-1, len(in_shape)) or not (cfg["center"] and cfg["scale"]) or len(in_shape) != 3:
@@ -197,8 +184,6 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
         else:
             raise NotVocabulary(f"layer {layer.name!r} is a {kind}, which is not in edgecnn's graph")
         names[layer.name] = out
-    if pads:
-        raise NotVocabulary(f"layer {next(iter(pads))!r}: a ZeroPadding2D with no conv after it")
     return nodes, sources, dropped_softmax
 
 

@@ -32,6 +32,8 @@ def _layer(node: dict, in_shape: tuple, x):
         return layers.Dense(node["units"], use_bias=node["bias"], name=name)(x)
     if op == "batchnorm":
         return layers.BatchNormalization(epsilon=node["eps"], momentum=1 - node["momentum"], name=name)(x)
+    if op == "pad":
+        return layers.ZeroPadding2D(((node["top"], node["bottom"]), (node["left"], node["right"])), name=name)(x)
     if op in ("maxpool", "avgpool"):
         pool = layers.MaxPooling2D if op == "maxpool" else layers.AveragePooling2D
         return pool(node["size"], g.stride_of(node), name=name)(x)

@@ -51,6 +51,8 @@ def _module(node: dict, in_shape: tuple) -> nn.Module:
         return nn.Linear(in_shape[0], node["units"], bias=node["bias"])
     if op == "batchnorm":
         return nn.BatchNorm2d(in_shape[2], eps=node["eps"], momentum=node["momentum"])
+    if op == "pad":
+        return nn.ZeroPad2d((node["left"], node["right"], node["top"], node["bottom"]))
     if op in ("maxpool", "avgpool"):
         return (nn.MaxPool2d if op == "maxpool" else nn.AvgPool2d)(node["size"], g.stride_of(node))
     if op == "dropout":
