@@ -132,3 +132,35 @@ def test_bad_models_are_refused(keras_file, rgb_digits, tmp_path):
     assert_bad_input(edgecnn("import", tmp_path / "model.pt2", "--dataset", folder, "--out", tmp_path / "h"),
                      "not supported yet")
     assert not any((tmp_path / d).exists() for d in "abcdefgh")
+
+
+def test_a_model_trained_on_normalised_images(split, rgb_digits, tmp_path):
+    """Trained on (x / 255 - mean) / std: the TOML beside the file declares it, and the
+    import, the artifacts and validate all feed the model what it was trained on."""
+    import keras
+    from keras import layers
+    mean, std = np.array([0.2, 0.3, 0.4]), np.array([0.25, 0.25, 0.3])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(8, 3, strides=2, padding="same",
+                                                                      activation="relu"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(3)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit((split.x_train / 255 - mean) / std, split.y_train, epochs=40, batch_size=16, verbose=0)
+    path = tmp_path / "norm.keras"
+    model.save(path)
+    (tmp_path / "norm.keras.toml").write_text("mean = [0.2, 0.3, 0.4]\nstd = [0.25, 0.25, 0.3]\n")
+    accuracy = float((model.predict((split.x_test / 255 - mean) / std, verbose=0).argmax(1) == split.y_test).mean())
+
+    r = edgecnn("import", path, "--dataset", f"folder:{rgb_digits}", "--out", tmp_path / "run", "--json")
+    assert r.code == 0, r
+    assert r.json["test_accuracy"] == pytest.approx(accuracy) and r.json["final_softmax_dropped"] is False
+    assert json.loads((tmp_path / "run" / "spec.json").read_text())["scaling"]["std"] == [0.25, 0.25, 0.3]
+    r = edgecnn("export", tmp_path / "run", "--int8", "--formats", "tflite,onnx", "--out", tmp_path / "arts")
+    assert r.code == 0, r
+    r = edgecnn("validate", tmp_path / "arts", *FAST_BENCH, "--json")
+    assert r.code == 0, r
+    fp32 = [row for row in r.json["results"] if row["precision"] == "fp32"]
+    assert [row["accuracy"] for row in fp32] == [pytest.approx(accuracy)] * 2, fp32
+    # a std of the wrong length is refused before anything loads
+    assert_bad_input(edgecnn("import", path, "--dataset", f"folder:{rgb_digits}", "--std", "1,2",
+                             "--out", tmp_path / "bad"), "std has 2 values", "3 channels")

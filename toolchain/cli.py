@@ -195,14 +195,19 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data
 @click.option("--data-dir", type=click.Path(), default=None, help="Where the dataset's files are.")
 @click.option("--classes", default=None, metavar="NAME,...",
               help="Class names in the model's output order [default: the dataset's].")
+@click.option("--divide-by", type=float, default=None,
+              help="The model takes pixels divided by this [default: 255, or MODEL.toml's].")
+@click.option("--mean", default=None, metavar="M[,M,M]", help="Then less this, per channel.")
+@click.option("--std", default=None, metavar="S[,S,S]", help="Then over this, per channel.")
 @click.option("--out", type=click.Path(), default=None, help="Run folder [default: runs/imported-MODEL_NAME].")
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def import_(model, dataset, data_dir, classes, out, force, as_json):
+def import_(model, dataset, data_dir, classes, divide_by, mean, std, out, force, as_json):
     """Make a run folder from a model edgecnn did not train (.keras), for export."""
     from .import_model import import_model
     out = Path(out) if out else Path("runs") / f"imported-{Path(model).stem}"
-    result = import_model(model, dataset, out, data_dir=data_dir, classes=classes, force=force)
+    result = import_model(model, dataset, out, data_dir=data_dir, classes=classes, force=force,
+                          divide_by=divide_by, mean=mean, std=std)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -20,9 +20,10 @@ import numpy as np
 from edgecnn import converters
 from edgecnn.converters import bridge, converter
 from edgecnn.runtime import runner_class, runner_for
+from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
 
-from . import __version__, data, models, outdir
+from . import __version__, data, models, outdir, preprocess
 from .errors import BadInput, brief, disk_full
 from .runs import Run
 
@@ -63,7 +64,7 @@ def check_reachable(spec, formats) -> None:
                            f"{', '.join(converters.made_from('numpy'))}, not {', '.join(dict.fromkeys(other))}")
 
 
-def calibration_images(ds, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def calibration_images(ds, samples: int, seed: int, scaling: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     if samples is None:  # the default: 500, or every training image of a smaller set
         samples = min(DEFAULT_CALIB, len(ds.x_train))
     if samples < MIN_CALIB:
@@ -74,7 +75,7 @@ def calibration_images(ds, samples: int, seed: int) -> tuple[np.ndarray, np.ndar
     if samples > len(ds.x_train):
         raise BadInput(f"--calib-samples {samples} is more than the {len(ds.x_train)} training images")
     idx = np.sort(np.random.default_rng(seed).choice(len(ds.x_train), samples, replace=False))
-    return idx, ds.x_train[idx].astype(np.float32) / 255.0
+    return idx, scale(ds.x_train[idx], scaling or preprocess.DEFAULT)
 
 
 def _io_entry(spec, shape_hwc, layout) -> dict:
@@ -131,11 +132,11 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
     if ds.input_shape != run.spec.input_shape or ds.classes != run.spec.classes:
         raise BadInput(f"dataset {run.dataset!r} has input {ds.input_shape} and {ds.num_classes} classes, "
                        f"but the run was trained on {run.spec.input_shape} and {run.spec.num_classes}")
-    calib_idx, calib = calibration_images(ds, calib_samples, seed) if any(
+    calib_idx, calib = calibration_images(ds, calib_samples, seed, run.spec.scaling) if any(
         p != "fp32" for _, p in pairs) else (np.array([], int), None)
     calib_info = None if calib is None else {
         "samples": int(len(calib)), "method": "random training images", "seed": seed}
-    x_test = ds.x_test.astype(np.float32) / 255.0
+    x_test = scale(ds.x_test, run.spec.scaling)
 
     # the source model, and each other twin a format needs, copied through the bridge
     # and proven against the source before anything is converted

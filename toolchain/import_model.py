@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import data, keras_import, models, outdir, preprocess, zoo
+from edgecnn.runtime.evaluate import scale
+
 from .errors import BadInput, brief
 from .inspect import shape_text
 from .train import RUN_SCHEMA, evaluate_logits, versions
@@ -54,7 +56,10 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def import_model(model_path, dataset: str, out, data_dir=None, classes: str | None = None,
-                 force: bool = False) -> dict:
+                 force: bool = False, divide_by=None, mean=None, std=None) -> dict:
+    """`divide_by`, `mean`, `std`: the preprocessing the model was trained with, over
+    what a MODEL.toml beside the file says (preprocess.declared); divide by 255 when
+    neither says anything."""
     path = Path(model_path)
     if path.suffix.lower() not in SUFFIXES:
         raise BadInput(f"{path}: edgecnn imports {', '.join(SUFFIXES)} files; .pt2, .onnx and module:factory "
@@ -63,7 +68,9 @@ def import_model(model_path, dataset: str, out, data_dir=None, classes: str | No
         raise BadInput(f"{path}: no such model file")
     out = Path(out)
     outdir.check_free(out, force, "run folder")
+    scaling = preprocess.declared(path, divide_by, mean, std)
     ds = data.load(dataset, data_dir)
+    preprocess.check(scaling, ds.input_shape[2], "the preprocessing")
     model = _load_keras(path)
     shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     if shape != tuple(ds.input_shape):
@@ -75,13 +82,13 @@ def import_model(model_path, dataset: str, out, data_dir=None, classes: str | No
         raise BadInput(f"{path}: {e}; only models made of edgecnn's graph vocabulary import so far") from None
     units = int(model.outputs[0].shape[-1])
     spec = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape,
-                            classes=_class_names(classes, ds, units, path), scaling=dict(preprocess.DEFAULT),
+                            classes=_class_names(classes, ds, units, path), scaling=scaling,
                             nodes=nodes, source=path.name)
     models.check(spec)
     twin = models.build_keras(spec)
     keras_import.copy_weights(model, twin, sources)
 
-    x_test = ds.x_test.astype(np.float32) / 255.0
+    x_test = scale(ds.x_test, scaling)
     probe = x_test[:PROOF_IMAGES]
     want = np.asarray(model(probe, training=False))
     got = np.asarray(twin(probe, training=False))

@@ -104,8 +104,9 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelSpec":
-        """A spec from spec.json, every field checked: the file may be hand-edited or damaged."""
+    def from_json(cls, d: dict, imported: bool = False) -> "ModelSpec":
+        """A spec from spec.json, every field checked: the file may be hand-edited or damaged.
+        Only an imported model (`edgecnn import`) may take a per-channel mean and std."""
         def bad(what):
             raise BadInput(f"model spec: {what}")
         if not isinstance(d.get("arch"), str):
@@ -120,7 +121,7 @@ class ModelSpec:
             preprocess.check(d.get("scaling"), shape[2], "scaling")
         except BadInput as e:
             bad(str(e))
-        if d["scaling"].get("mean") is not None:  # training divides, and does nothing more
+        if d["scaling"].get("mean") is not None and not imported:  # training divides, and does nothing more
             bad("scaling has a mean and std, which edgecnn's training does not apply")
         extra = {}
         if d["arch"] == "mlp":

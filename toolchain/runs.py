@@ -16,7 +16,8 @@ class Run:
         if not self.folder.is_dir():
             raise BadInput(f"run folder {self.folder} does not exist")
         self.info = self._json("run.json")
-        self.spec = models.ModelSpec.from_json(self._json("spec.json"))
+        self.spec = models.ModelSpec.from_json(self._json("spec.json"),
+                                               imported=isinstance(self.info.get("imported"), dict))
         self.metrics = self._json("metrics.json")
         self.framework = self.info.get("framework")
         if not isinstance(self.framework, str) or self.framework not in WEIGHTS:
