@@ -159,6 +159,8 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
             out = add({"op": "relu" if cfg.get("max_value") is None else "relu6"}, layer.name, ins)
         elif kind == "Activation":
             out = activation(layer.activation, layer, ins[0])
+        elif kind == "Softmax":
+            out = activation(type("softmax", (), {"__name__": SOFTMAX}), layer, ins[0])
         elif kind in ("MaxPooling2D", "AveragePooling2D"):
             size, s = _square(cfg["pool_size"], "pool size", layer), _square(cfg["strides"], "stride", layer)
             if cfg["padding"] != "valid":
