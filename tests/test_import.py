@@ -164,3 +164,121 @@ def test_a_model_trained_on_normalised_images(split, rgb_digits, tmp_path):
     # a std of the wrong length is refused before anything loads
     assert_bad_input(edgecnn("import", path, "--dataset", f"folder:{rgb_digits}", "--std", "1,2",
                              "--out", tmp_path / "bad"), "std has 2 values", "3 channels")
+
+
+USER_NET = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.pw = nn.Conv2d(c, c, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return x + self.bn2(self.pw(F.relu6(self.bn1(self.dw(x)))))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.block = Block(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.block(F.relu6(self.bn(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def make():
+    return Net()
+
+
+def not_a_module():
+    return "a string"
+
+
+def lstm():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 8), nn.GELU(), nn.Linear(8, 3))
+'''
+
+
+@pytest.fixture(scope="module")
+def torch_entry(split, tmp_path_factory):
+    """The module above in a folder of its own, trained briefly in plain PyTorch; its
+    weights saved with safetensors."""
+    import importlib
+    import sys
+
+    import torch
+    from safetensors.torch import save_file
+    root = tmp_path_factory.mktemp("torch-entry")
+    (root / "usernet.py").write_text(USER_NET)
+    sys.path.insert(0, str(root))
+    try:
+        usernet = importlib.import_module("usernet")
+    finally:
+        sys.path.pop(0)
+    torch.manual_seed(0)
+    model = usernet.make()
+    x = torch.from_numpy((split.x_train / 255).astype(np.float32).transpose(0, 3, 1, 2))
+    y = torch.from_numpy(split.y_train)
+    opt = torch.optim.Adam(model.parameters(), 0.02)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "net.safetensors"))
+    with torch.no_grad():
+        logits = model(torch.from_numpy((split.x_test / 255).astype(np.float32).transpose(0, 3, 1, 2))).numpy()
+    return root, logits
+
+
+def test_a_pytorch_entry_point_imports_and_exports(torch_entry, split, rgb_digits, tmp_path):
+    root, logits = torch_entry
+    r = edgecnn("import", "usernet:make", "--weights", "net.safetensors", "--dataset", f"folder:{rgb_digits}",
+                "--out", tmp_path / "run", "--json", cwd=root)
+    assert r.code == 0, r
+    assert r.json["framework"] == "torch" and r.json["max_abs_diff"] <= 1e-4, r.json
+    accuracy = float((logits.argmax(1) == split.y_test).mean())
+    assert r.json["test_accuracy"] == pytest.approx(accuracy) and accuracy > 0.6, r.json
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["imported"]
+    assert info["entry_point"] == "usernet:make" and len(info["weights_sha256"]) == 64
+
+    arts = tmp_path / "arts"
+    r = edgecnn("export", tmp_path / "run", "--int8", "--formats", "onnx,ptl,tflite", "--out", arts)
+    assert r.code == 0, r
+    x = split.x_test.astype(np.float32) / 255
+    for fmt in ("onnx", "ptl", "tflite"):  # fp32 against the user's module itself
+        got = runner_for(fmt, arts / f"model.fp32.{fmt}").load().infer(x)
+        assert np.abs(got - logits).max() <= 1e-4, fmt
+    r = edgecnn("validate", arts, *FAST_BENCH, "--json")
+    assert r.code == 0, r
+    assert [row["status"] for row in r.json["results"]] == ["pass"] * 6
+
+
+def test_bad_entry_points_are_refused(torch_entry, rgb_digits, tmp_path):
+    root, _ = torch_entry
+    folder = f"folder:{rgb_digits}"
+
+    def refused(*args, fragments):
+        r = edgecnn("import", *args, "--dataset", folder, "--out", tmp_path / "run", cwd=root)
+        assert_bad_input(r, *fragments)
+        assert not (tmp_path / "run").exists()
+
+    refused("nosuchmodule:make", fragments=("cannot import nosuchmodule",))
+    refused("usernet:nosuch", fragments=("has no function nosuch",))
+    refused("usernet:not_a_module", fragments=("returned a str, not a torch.nn.Module",))
+    refused("usernet:lstm", fragments=("GELU", "not in edgecnn's graph"))
+    refused("usernet:make", "--weights", "missing.safetensors", fragments=("no such weights file",))
+    (root / "bad.safetensors").write_bytes(b"not safetensors")
+    refused("usernet:make", "--weights", "bad.safetensors", fragments=("cannot load the weights",))

@@ -193,6 +193,8 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data
 @click.option("--dataset", default="digits", show_default=True,
               help="The images the model takes: calibration, the fp32 reference and accuracy come from it.")
 @click.option("--data-dir", type=click.Path(), default=None, help="Where the dataset's files are.")
+@click.option("--weights", type=click.Path(), default=None,
+              help="For a module:factory entry point: a .safetensors file to load into what it returns.")
 @click.option("--classes", default=None, metavar="NAME,...",
               help="Class names in the model's output order [default: the dataset's].")
 @click.option("--divide-by", type=float, default=None,
@@ -202,12 +204,14 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data
 @click.option("--out", type=click.Path(), default=None, help="Run folder [default: runs/imported-MODEL_NAME].")
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def import_(model, dataset, data_dir, classes, divide_by, mean, std, out, force, as_json):
-    """Make a run folder from a model edgecnn did not train (.keras), for export."""
+def import_(model, weights, dataset, data_dir, classes, divide_by, mean, std, out, force, as_json):
+    """Make a run folder from a model edgecnn did not train, for export: a .keras file, or
+    a PyTorch entry point package.module:factory (your code: it runs)."""
     from .import_model import import_model
-    out = Path(out) if out else Path("runs") / f"imported-{Path(model).stem}"
+    name = Path(model).stem if ":" not in model else model.replace(":", "-").replace(".", "-")
+    out = Path(out) if out else Path("runs") / f"imported-{name}"
     result = import_model(model, dataset, out, data_dir=data_dir, classes=classes, force=force,
-                          divide_by=divide_by, mean=mean, std=std)
+                          divide_by=divide_by, mean=mean, std=std, weights=weights)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -1,28 +1,35 @@
 """`edgecnn import MODEL --dataset D --out RUN_DIR`: a model edgecnn did not train,
 made into a run folder that `export` and `pipeline` take like any other.
 
-A `.keras` file is loaded in Keras's safe mode (a Lambda layer's code never runs) and
-read as edgecnn's graph vocabulary (keras_import.py). The run folder then holds the
-graph (spec.json), the graph's own Keras twin with the model's weights (model.keras),
-and in run.json where it came from and how closely the twin reproduces it, measured on
-the dataset's first test images. Every format is then made through the weight bridge,
-as for a trained run. The dataset calibrates int8 and is the fp32 reference.
+MODEL is a Keras 3 `.keras` file, loaded in Keras's safe mode (a Lambda layer's code
+never runs), or a PyTorch entry point `package.module:factory` (user code: importing it
+runs it) that returns an nn.Module, with `--weights FILE.safetensors` when the factory
+does not load its own. Either is read as edgecnn's graph vocabulary (keras_import.py,
+torch_import.py). The run folder then holds the graph (spec.json), the graph's own twin
+in the model's framework with the model's weights, and in run.json where it came from
+and how closely the twin reproduces it, measured on the dataset's first test images.
+Every format is then made through the weight bridge, as for a trained run. The dataset
+calibrates int8 and is the fp32 reference.
 """
 from __future__ import annotations
 
+import importlib
+import re
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from . import data, keras_import, models, outdir, preprocess, zoo
 from edgecnn.runtime.evaluate import scale
 
+from . import data, keras_import, models, outdir, preprocess, torch_import, zoo
 from .errors import BadInput, brief
 from .inspect import shape_text
 from .train import RUN_SCHEMA, evaluate_logits, versions
 
 SUFFIXES = (".keras",)
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PROOF_IMAGES = 256
 TOLERANCE = 1e-4
 
@@ -38,12 +45,43 @@ def _load_keras(path: Path):
         raise BadInput(f"{path}: cannot load the model ({brief(e)})") from None
 
 
-def _class_names(names: str | None, ds, units: int, path: Path) -> list[str]:
+def _load_entry_point(entry: str, weights: Path | None):
+    """The nn.Module that `package.module:factory` returns, with --weights loaded into it
+    (safetensors: no pickle). The module is imported from the current folder too."""
+    import torch
+    module_name, factory_name = entry.split(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the user's code may raise anything while importing
+        raise BadInput(f"{entry}: cannot import {module_name} ({brief(e)})") from None
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise BadInput(f"{entry}: {module_name} has no function {factory_name}")
+    try:
+        model = factory()
+    except Exception as e:
+        raise BadInput(f"{entry}: {factory_name}() failed ({brief(e)})") from None
+    if not isinstance(model, torch.nn.Module):
+        raise BadInput(f"{entry}: {factory_name}() returned a {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except (SafetensorError, RuntimeError, OSError) as e:
+            raise BadInput(f"{weights}: cannot load the weights into {factory_name}() ({brief(e)})") from None
+    return model.eval()
+
+
+def _class_names(names: str | None, ds, units: int, what: str) -> list[str]:
     classes = [c.strip() for c in names.split(",")] if names else list(ds.classes)
     if names and (len(set(classes)) != len(classes) or not all(classes)):
         raise BadInput("--classes: the names must be distinct and not empty")
     if units != len(classes):
-        raise BadInput(f"{path}: its output has {units} values, not one logit per class of "
+        raise BadInput(f"{what}: its output has {units} values, not one logit per class of "
                        f"{'--classes' if names else 'dataset ' + repr(ds.name)} ({len(classes)})")
     if len(classes) != ds.num_classes:
         raise BadInput(f"--classes names {len(classes)} classes; the dataset has {ds.num_classes}")
@@ -55,67 +93,136 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def import_model(model_path, dataset: str, out, data_dir=None, classes: str | None = None,
-                 force: bool = False, divide_by=None, mean=None, std=None) -> dict:
-    """`divide_by`, `mean`, `std`: the preprocessing the model was trained with, over
-    what a MODEL.toml beside the file says (preprocess.declared); divide by 255 when
-    neither says anything."""
-    path = Path(model_path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise BadInput(f"{path}: edgecnn imports {', '.join(SUFFIXES)} files; .pt2, .onnx and module:factory "
-                       f"entry points are not supported yet")
-    if not path.is_file():
-        raise BadInput(f"{path}: no such model file")
+class _Keras:
+    framework, weights_file, kind = "tf", "model.keras", "keras"
+
+    def __init__(self, path: Path, ds):
+        self.model = _load_keras(path)
+        shape = tuple(self.model.inputs[0].shape[1:]) if getattr(self.model, "inputs", None) else None
+        if shape != tuple(ds.input_shape):
+            raise BadInput(f"{path}: it takes {shape_text(shape) if shape else 'unknown'} images; dataset "
+                           f"{ds.name!r} has {shape_text(ds.input_shape)}")
+
+    def read(self, input_shape):
+        return keras_import.to_nodes(self.model)
+
+    def twin(self, spec, sources):
+        twin = models.build_keras(spec)
+        keras_import.copy_weights(self.model, twin, sources)
+        return twin
+
+    @staticmethod
+    def run(model, x: np.ndarray) -> np.ndarray:
+        return np.asarray(model(x, training=False))
+
+    @staticmethod
+    def save(twin, folder: Path) -> None:
+        twin.save(folder / _Keras.weights_file)
+
+
+class _Torch:
+    framework, weights_file, kind = "torch", "model.safetensors", "pytorch entry point"
+
+    def __init__(self, entry: str, weights: Path | None):
+        self.model = _load_entry_point(entry, weights)
+
+    def read(self, input_shape):
+        return torch_import.to_nodes(self.model, input_shape)
+
+    def twin(self, spec, sources):
+        twin = models.build_torch(spec).eval()
+        try:
+            torch_import.copy_weights(self.model, twin, sources)
+        except RuntimeError as e:  # a tensor of another shape than the graph derives
+            raise BadInput(f"cannot copy the weights into edgecnn's graph ({brief(e)})") from None
+        return twin
+
+    @staticmethod
+    def run(model, x: np.ndarray) -> np.ndarray:
+        import torch
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), 500):
+                outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i:i + 500].transpose(0, 3, 1, 2)))).numpy())
+        return np.concatenate(outs)
+
+    @staticmethod
+    def save(twin, folder: Path) -> None:
+        from safetensors.torch import save_file
+        save_file({k: v.detach().contiguous() for k, v in twin.state_dict().items()}, str(folder / _Torch.weights_file))
+
+
+def import_model(model, dataset: str, out, data_dir=None, classes: str | None = None, force: bool = False,
+                 divide_by=None, mean=None, std=None, weights=None) -> dict:
+    """`model`: a .keras file or a `package.module:factory` entry point (with `weights`,
+    a .safetensors file, or none). `divide_by`, `mean`, `std`: the preprocessing the
+    model was trained with, over what a TOML beside the file says (MODEL.toml, or
+    WEIGHTS.toml for an entry point; preprocess.declared); divide by 255 when nothing says."""
+    text = str(model)
+    entry = ENTRY_POINT.match(text) and not Path(text).exists()
+    path = None if entry else Path(text)
+    if entry:
+        weights = Path(weights) if weights else None
+        if weights is not None and not weights.is_file():
+            raise BadInput(f"{weights}: no such weights file")
+        what = text
+    else:
+        if weights:
+            raise BadInput("--weights goes with a module:factory entry point; a .keras file holds its own")
+        if path.suffix.lower() not in SUFFIXES:
+            raise BadInput(f"{path}: edgecnn imports .keras files and PyTorch module:factory entry points; "
+                           f".pt2 and .onnx files are not supported yet")
+        if not path.is_file():
+            raise BadInput(f"{path}: no such model file")
+        what = str(path)
     out = Path(out)
     outdir.check_free(out, force, "run folder")
-    scaling = preprocess.declared(path, divide_by, mean, std)
+    scaling = preprocess.declared(path or weights, divide_by, mean, std)
     ds = data.load(dataset, data_dir)
     preprocess.check(scaling, ds.input_shape[2], "the preprocessing")
-    model = _load_keras(path)
-    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
-    if shape != tuple(ds.input_shape):
-        raise BadInput(f"{path}: it takes {shape_text(shape) if shape else 'unknown'} images; dataset "
-                       f"{ds.name!r} has {shape_text(ds.input_shape)}")
+    source = _Torch(text, weights) if entry else _Keras(path, ds)
     try:
-        nodes, sources, dropped_softmax = keras_import.to_nodes(model)
+        nodes, sources, dropped_softmax = source.read(ds.input_shape)
     except keras_import.NotVocabulary as e:
-        raise BadInput(f"{path}: {e}; only models made of edgecnn's graph vocabulary import so far") from None
-    units = int(model.outputs[0].shape[-1])
+        raise BadInput(f"{what}: {e}; only models made of edgecnn's graph vocabulary import so far") from None
+    probe_spec = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape, classes=list(ds.classes),
+                                  nodes=nodes, source=Path(what).name)
+    units = int(probe_spec.graph.output_shape[-1]) if len(probe_spec.graph.output_shape) == 1 else -1
     spec = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape,
-                            classes=_class_names(classes, ds, units, path), scaling=scaling,
-                            nodes=nodes, source=path.name)
+                            classes=_class_names(classes, ds, units, what), scaling=scaling,
+                            nodes=nodes, source=Path(what).name)
     models.check(spec)
-    twin = models.build_keras(spec)
-    keras_import.copy_weights(model, twin, sources)
+    twin = source.twin(spec, sources)
 
     x_test = scale(ds.x_test, scaling)
     probe = x_test[:PROOF_IMAGES]
-    want = np.asarray(model(probe, training=False))
-    got = np.asarray(twin(probe, training=False))
+    want, got = source.run(source.model, probe), source.run(twin, probe)
     diff = float(np.abs((_softmax(got) if dropped_softmax else got) - want).max())
     if diff > TOLERANCE:
-        raise BadInput(f"{path}: edgecnn's graph of it differs from the model by {diff:.2e} "
+        raise BadInput(f"{what}: edgecnn's graph of it differs from the model by {diff:.2e} "
                        f"(tolerance {TOLERANCE:g}) on {len(probe)} test images; it was not imported")
-    metrics = evaluate_logits(twin.predict(x_test, verbose=0), ds.y_test, spec.classes)
-    digest, = outdir.file_digests(path, "sha256")
+    metrics = evaluate_logits(source.run(twin, x_test), ds.y_test, spec.classes)
+    origin = {"format": source.kind, "read_as": "edgecnn graph", "final_softmax_dropped": dropped_softmax,
+              "proof": {"images": int(len(probe)), "max_abs_diff": diff, "tolerance": TOLERANCE,
+                        "compared": "softmax of the graph's logits" if dropped_softmax else "outputs"}}
+    for key, file in (("file", path), ("weights", weights)):
+        if file is not None:
+            origin[key] = str(file.resolve())
+            origin[f"{key}_sha256"], = outdir.file_digests(file, "sha256")
+    if entry:
+        origin["entry_point"] = text
     with outdir.staged(out, force, "run folder") as tmp:
-        twin.save(tmp / "model.keras")
+        source.save(twin, tmp)
         run = {
-            "schema": RUN_SCHEMA, "framework": "tf", "dataset": data.canonical_name(dataset),
-            "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "weights": "model.keras",
+            "schema": RUN_SCHEMA, "framework": source.framework, "dataset": data.canonical_name(dataset),
+            "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "weights": source.weights_file,
             "params": spec.graph.count_params(), "macs": spec.graph.macs(), "seed": 0, "epochs": None,
-            "model": zoo.CUSTOM,
-            "imported": {"file": str(path.resolve()), "sha256": digest, "format": "keras",
-                         "read_as": "edgecnn graph", "final_softmax_dropped": dropped_softmax,
-                         "proof": {"images": int(len(probe)), "max_abs_diff": diff, "tolerance": TOLERANCE,
-                                   "compared": "softmax of the graph's logits" if dropped_softmax else "outputs"}},
-            "versions": versions("tf"),
+            "model": zoo.CUSTOM, "imported": origin, "versions": versions(source.framework),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         outdir.write_json(tmp / "run.json", run)
         outdir.write_json(tmp / "spec.json", spec.to_json())
         outdir.write_json(tmp / "metrics.json", metrics)
-    return {"run_dir": str(out), "model": path.name, "dataset": run["dataset"], "layers": len(nodes),
-            "params": run["params"], "macs": run["macs"], "test_accuracy": metrics["test_accuracy"],
-            "final_softmax_dropped": dropped_softmax, "max_abs_diff": diff}
-
+    return {"run_dir": str(out), "model": Path(what).name, "framework": source.framework, "dataset": run["dataset"],
+            "layers": len(nodes), "params": run["params"], "macs": run["macs"],
+            "test_accuracy": metrics["test_accuracy"], "final_softmax_dropped": dropped_softmax, "max_abs_diff": diff}

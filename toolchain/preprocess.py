@@ -52,13 +52,13 @@ def for_job(scaling: dict) -> dict:
     return {k: scaling[k] for k in KEYS if scaling.get(k) is not None} or {"divide_by": 255.0}
 
 
-def declared(model_path: Path, divide_by=None, mean=None, std=None) -> dict:
+def declared(model_path: Path | None, divide_by=None, mean=None, std=None) -> dict:
     """The preprocessing a user declared for a model file: its TOML beside it, then the
     flags over it; edgecnn's own (divide by 255) when neither says anything. A bad value
     is refused naming where it came from."""
     scaling, source = dict(DEFAULT), "the default (divide by 255)"
-    toml = model_path.with_name(model_path.name + ".toml")
-    if toml.is_file():
+    toml = model_path.with_name(model_path.name + ".toml") if model_path else None
+    if toml and toml.is_file():
         try:
             doc = tomllib.loads(toml.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
