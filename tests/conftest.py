@@ -28,21 +28,6 @@ def shared_data() -> Path:
     return d
 
 
-# Session fixtures that take minutes, each with the group of tests that share it. Under
-# pytest-xdist (`make test` runs two workers with --dist loadgroup) every test that uses
-# one runs on the same worker, so it is built once; the rest spread over both workers.
-HEAVY_FIXTURES = {"mnist_runs": "mnist", "mnist_artifacts": "mnist", "fashion_int8": "fashion"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        groups = {HEAVY_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in HEAVY_FIXTURES}
-        if len(groups) > 1:
-            raise pytest.UsageError(f"{item.nodeid} uses fixtures of two heavy groups {sorted(groups)}")
-        for g in groups:
-            item.add_marker(pytest.mark.xdist_group(g))
-
-
 class Result:
     def __init__(self, proc: subprocess.CompletedProcess):
         self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
