@@ -102,19 +102,29 @@ def _quantized(model, calib_nchw, engine: str, floats=()):
         if isinstance(module, torch.nn.ReLU6):
             setattr(body, name, ContiguousReLU6())
     # A float layer runs between a dequantize and a quantize of its own. When every
-    # reader of the image is float, the image itself stays float: quantizing it first (to
-    # 7 bits, as every activation here) would throw away what the float layer is kept for.
-    readers = [name for name, inputs in model.order if INPUT in inputs]
+    # reader of the image (through zero padding) is float, the image itself stays float:
+    # quantizing it first (to 7 bits, as every activation here) would throw away what the
+    # float layer is kept for; and a float layer that makes the output is not quantized
+    # after it.
+    readers, todo = [], [INPUT]
+    while todo:
+        src = todo.pop()
+        for name, inputs in model.order:
+            if src in inputs:
+                (todo if isinstance(getattr(model, name), torch.nn.ZeroPad2d) else readers).append(name)
     float_image = bool(floats) and all(r in floats for r in readers)
-    for name in floats:  # a fused chain is named by its first module: the layer itself
+    float_output = any(model.output in chain for chain in floats.values())
+    for name, chain in floats.items():  # a fused chain is named by its first module: the layer itself
         module = getattr(body, name)
         module.qconfig = None
-        steps = [module, tq.QuantStub()] if float_image and name in readers else [tq.DeQuantStub(), module,
-                                                                                  tq.QuantStub()]
+        steps = ([] if float_image and name in readers else [tq.DeQuantStub()]) + [module] + (
+            [] if model.output in chain else [tq.QuantStub()])
         setattr(body, name, torch.nn.Sequential(*steps))
     wrapped = Wrapped(body).eval()
     if float_image:
         wrapped.quant = torch.nn.Identity()
+    if float_output:
+        wrapped.dequant = torch.nn.Identity()
     torch.backends.quantized.engine = engine
     # One config for both engines: x86's default (7-bit histogram-calibrated activations,
     # per-channel weights). qnnpack's default has 8-bit activations, which saturate on

@@ -35,7 +35,7 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
     with quiet():  # the converter prints a SavedModel dump on stdout
         floats = options.get("float_layers") if precision == "int8" else None
         if floats:
-            blob = _with_float_layers(converter, representative, floats)
+            blob = _with_float_layers(keras_model, converter, representative, floats)
             notes["float_layers"] = list(floats)
         else:
             blob = converter.convert()
@@ -47,25 +47,32 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _with_float_layers(converter, representative, floats: dict) -> bytes:
+def _with_float_layers(keras_model, converter, representative, floats: dict) -> bytes:
     """Full integer int8 with the named layers in float, through TFLite's quantization
     debugger: it calibrates once, then quantizes with those layers' ops denylisted
     (each float op gets a DEQUANTIZE before it and a QUANTIZE after it)."""
-    import re
-
     import tensorflow as tf
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
     calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
     tensors = {t["index"]: t["name"] for t in calibrated.get_tensor_details()}
     ops = [(op["op_name"], tensors[op["outputs"][0]]) for op in calibrated._get_ops_details()]
 
-    def scopes(tensor_name):  # "m_1/stem_1/convolution;m_1/stem_bn_1/..." -> {"stem", "stem_1", ...}
-        parts = {part for name in tensor_name.split(";") for part in name.split("/")}
-        return parts | {re.sub(r"_\d+$", "", part) for part in parts}  # tracing adds _1 to a scope
+    def layers_of(tensor_name):
+        """The Keras layers an op's output tensor is named after: "m_1/stem_1/convolution;
+        m_1/stem_bn_1/..." -> {"stem", "stem_bn"}, where the model is "m" and tracing added
+        the "_1" to every scope (read from the model's own scope, not assumed)."""
+        found = set()
+        for name in tensor_name.split(";"):
+            parts = name.split("/")
+            if len(parts) > 2 and parts[0].startswith(keras_model.name):
+                suffix = parts[0][len(keras_model.name):]
+                if parts[1].endswith(suffix):
+                    found.add(parts[1][:len(parts[1]) - len(suffix)] if suffix else parts[1])
+        return found
 
     deny = []
     for layer in floats:
-        found = [out for kind, out in ops if kind in WEIGHTED_OPS and layer in scopes(out)]
+        found = [out for kind, out in ops if kind in WEIGHTED_OPS and layer in layers_of(out)]
         if len(found) != 1:
             raise ValueError(f"layer {layer!r} is {len(found)} weighted ops in the TFLite graph, not one")
         deny += found

@@ -75,7 +75,7 @@ def calibration_images(ds, samples: int, seed: int, scaling: dict | None = None)
     if samples > len(ds.x_train):
         raise BadInput(f"--calib-samples {samples} is more than the {len(ds.x_train)} training images")
     idx = np.sort(np.random.default_rng(seed).choice(len(ds.x_train), samples, replace=False))
-    return idx, scale(ds.x_train[idx], scaling or preprocess.DEFAULT)
+    return idx, scale(ds.x_train[idx], scaling or preprocess.DEFAULT)  # the tests call it without
 
 
 def _io_entry(spec, shape_hwc, layout) -> dict:

@@ -26,23 +26,15 @@ from edgecnn.runtime.evaluate import scale
 from . import data, keras_import, models, outdir, preprocess, torch_import, zoo
 from .errors import BadInput, brief
 from .inspect import shape_text
+from .runs import load_keras_file
+from .vocabulary import NotVocabulary
 from .train import RUN_SCHEMA, evaluate_logits, versions
 
 SUFFIXES = (".keras",)
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PROOF_IMAGES = 256
+BATCH = 500
 TOLERANCE = 1e-4
-
-
-def _load_keras(path: Path):
-    import keras
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # Keras raises many types for a bad file
-        if "safe_mode" in str(e) or "lambda" in str(e).lower():
-            raise BadInput(f"{path}: cannot load the model: it holds Python code (a Lambda layer), "
-                           f"which Keras's safe mode refuses to run") from None
-        raise BadInput(f"{path}: cannot load the model ({brief(e)})") from None
 
 
 def _load_entry_point(entry: str, weights: Path | None):
@@ -50,13 +42,14 @@ def _load_entry_point(entry: str, weights: Path | None):
     (safetensors: no pickle). The module is imported from the current folder too."""
     import torch
     module_name, factory_name = entry.split(":")
+    saved = sys.path[:]
     sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # the user's code may raise anything while importing
         raise BadInput(f"{entry}: cannot import {module_name} ({brief(e)})") from None
     finally:
-        sys.path.pop(0)
+        sys.path[:] = saved
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise BadInput(f"{entry}: {module_name} has no function {factory_name}")
@@ -97,14 +90,14 @@ class _Keras:
     framework, weights_file, kind = "tf", "model.keras", "keras"
 
     def __init__(self, path: Path, ds):
-        self.model = _load_keras(path)
+        self.model = load_keras_file(path)
         shape = tuple(self.model.inputs[0].shape[1:]) if getattr(self.model, "inputs", None) else None
         if shape != tuple(ds.input_shape):
             raise BadInput(f"{path}: it takes {shape_text(shape) if shape else 'unknown'} images; dataset "
                            f"{ds.name!r} has {shape_text(ds.input_shape)}")
 
-    def read(self, input_shape):
-        return keras_import.to_nodes(self.model)
+    def read(self, reserved):
+        return keras_import.to_nodes(self.model, reserved)
 
     def twin(self, spec, sources):
         twin = models.build_keras(spec)
@@ -113,7 +106,7 @@ class _Keras:
 
     @staticmethod
     def run(model, x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(x, training=False))
+        return np.concatenate([np.asarray(model(x[i:i + BATCH], training=False)) for i in range(0, len(x), BATCH)])
 
     @staticmethod
     def save(twin, folder: Path) -> None:
@@ -126,8 +119,8 @@ class _Torch:
     def __init__(self, entry: str, weights: Path | None):
         self.model = _load_entry_point(entry, weights)
 
-    def read(self, input_shape):
-        return torch_import.to_nodes(self.model, input_shape)
+    def read(self, reserved):
+        return torch_import.to_nodes(self.model, reserved)
 
     def twin(self, spec, sources):
         twin = models.build_torch(spec).eval()
@@ -142,8 +135,9 @@ class _Torch:
         import torch
         outs = []
         with torch.inference_mode():
-            for i in range(0, len(x), 500):
-                outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i:i + 500].transpose(0, 3, 1, 2)))).numpy())
+            for i in range(0, len(x), BATCH):
+                batch = np.ascontiguousarray(x[i:i + BATCH].transpose(0, 3, 1, 2))
+                outs.append(model(torch.from_numpy(batch)).numpy())
         return np.concatenate(outs)
 
     @staticmethod
@@ -170,8 +164,8 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
         if weights:
             raise BadInput("--weights goes with a module:factory entry point; a .keras file holds its own")
         if path.suffix.lower() not in SUFFIXES:
-            raise BadInput(f"{path}: edgecnn imports .keras files and PyTorch module:factory entry points; "
-                           f".pt2 and .onnx files are not supported yet")
+            raise BadInput(f"{path}: edgecnn imports {', '.join(SUFFIXES)} files and PyTorch module:factory entry "
+                           f"points; {path.suffix or 'suffix-less'} files are not supported yet")
         if not path.is_file():
             raise BadInput(f"{path}: no such model file")
         what = str(path)
@@ -181,13 +175,16 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
     ds = data.load(dataset, data_dir)
     preprocess.check(scaling, ds.input_shape[2], "the preprocessing")
     source = _Torch(text, weights) if entry else _Keras(path, ds)
+    from .torch_net import RESERVED  # names the PyTorch twin cannot give a submodule
     try:
-        nodes, sources, dropped_softmax = source.read(ds.input_shape)
-    except keras_import.NotVocabulary as e:
+        nodes, sources, dropped_softmax = source.read(RESERVED)
+    except NotVocabulary as e:
         raise BadInput(f"{what}: {e}; only models made of edgecnn's graph vocabulary import so far") from None
-    probe_spec = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape, classes=list(ds.classes),
-                                  nodes=nodes, source=Path(what).name)
-    units = int(probe_spec.graph.output_shape[-1]) if len(probe_spec.graph.output_shape) == 1 else -1
+    output = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape, classes=list(ds.classes),
+                              nodes=nodes, source=Path(what).name).graph.output_shape
+    if len(output) != 1:
+        raise BadInput(f"{what}: its output is a {shape_text(output)} feature map, not one logit per class")
+    units = int(output[0])
     spec = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape,
                             classes=_class_names(classes, ds, units, what), scaling=scaling,
                             nodes=nodes, source=Path(what).name)
@@ -196,9 +193,16 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
 
     x_test = scale(ds.x_test, scaling)
     probe = x_test[:PROOF_IMAGES]
-    want, got = source.run(source.model, probe), source.run(twin, probe)
+    try:
+        want = source.run(source.model, probe)
+    except Exception as e:  # the user's model (or code) may raise anything
+        raise BadInput(f"{what}: running it on {len(probe)} test images failed ({brief(e)})") from None
+    got = source.run(twin, probe)
+    if want.shape != got.shape:
+        raise BadInput(f"{what}: its output is {shape_text(want.shape[1:])} per image, where edgecnn's graph "
+                       f"of it gives {shape_text(got.shape[1:])}; it was not imported")
     diff = float(np.abs((_softmax(got) if dropped_softmax else got) - want).max())
-    if diff > TOLERANCE:
+    if not diff <= TOLERANCE:  # NaN fails too
         raise BadInput(f"{what}: edgecnn's graph of it differs from the model by {diff:.2e} "
                        f"(tolerance {TOLERANCE:g}) on {len(probe)} test images; it was not imported")
     metrics = evaluate_logits(source.run(twin, x_test), ds.y_test, spec.classes)

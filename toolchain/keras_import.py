@@ -18,35 +18,12 @@ What maps, and how:
 """
 from __future__ import annotations
 
-import re
-
 from edgecnn.runtime import graph as g
+
+from .vocabulary import NotVocabulary, node_name, square
 
 SOFTMAX = "softmax"
 ACTIVATIONS = {"relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "linear": None}
-
-
-class NotVocabulary(ValueError):
-    """The model has a layer, or a setting of one, that the graph cannot express."""
-
-
-def _name(raw: str, taken: set) -> str:
-    name = re.sub(r"\W", "_", raw) or "layer"
-    if not re.match(r"[A-Za-z_]", name):
-        name = f"l_{name}"
-    base, i = name, 1
-    while name in taken or name in (g.INPUT, "image"):
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
-
-
-def _square(value, what: str, layer) -> int:
-    values = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-    if len(set(values)) != 1:
-        raise NotVocabulary(f"layer {layer.name!r}: {what} {values} is not square")
-    return int(values[0])
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -61,9 +38,9 @@ def _inputs(layer, names: dict) -> list[str]:
     return [names[t._keras_history[0].name] for t in node.input_tensors]
 
 
-def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
+def to_nodes(model, reserved=frozenset()) -> tuple[list[dict], dict[str, str], bool]:
     """(graph nodes, {node name: the Keras layer whose weights it takes}, whether a final
-    softmax was dropped)."""
+    softmax was dropped). No node takes a name in `reserved`."""
     import keras
     if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
         raise NotVocabulary("it is not a Sequential or functional Keras model (a subclassed one has no graph)")
@@ -77,7 +54,7 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
     sources: dict[str, str] = {}
 
     def add(node: dict, layer_name: str, inputs: list[str]) -> str:
-        node["name"] = _name(node.get("name", layer_name), taken)
+        node["name"] = node_name(layer_name, taken, reserved)
         node["inputs"] = inputs
         nodes.append(node)
         return node["name"]
@@ -113,10 +90,14 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
         cfg = layer.get_config()
         if cfg.get("data_format", "channels_last") != "channels_last":
             raise NotVocabulary(f"layer {layer.name!r}: data_format {cfg['data_format']!r} (channels_last only)")
+        if isinstance(layer.input, (list, tuple)) and kind != "Add":
+            raise NotVocabulary(f"layer {layer.name!r} is a {kind} of several inputs, which is not in "
+                                f"edgecnn's graph")
         in_shape = tuple(layer.input.shape[1:]) if kind != "Add" else None
         if kind in ("Conv2D", "DepthwiseConv2D"):
-            k, s = _square(cfg["kernel_size"], "kernel", layer), _square(cfg["strides"], "stride", layer)
-            if _square(cfg.get("dilation_rate", 1), "dilation", layer) != 1:
+            where = f"layer {layer.name!r}"
+            k, s = square(cfg["kernel_size"], "kernel", where), square(cfg["strides"], "stride", where)
+            if square(cfg.get("dilation_rate", 1), "dilation", where) != 1:
                 raise NotVocabulary(f"layer {layer.name!r}: dilated convolutions are not in edgecnn's graph")
             src, padding = ins[0], 0
             if cfg["padding"] == "same":
@@ -162,7 +143,8 @@ def to_nodes(model) -> tuple[list[dict], dict[str, str], bool]:
         elif kind == "Softmax":
             out = activation(type("softmax", (), {"__name__": SOFTMAX}), layer, ins[0])
         elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            size, s = _square(cfg["pool_size"], "pool size", layer), _square(cfg["strides"], "stride", layer)
+            where = f"layer {layer.name!r}"
+            size, s = square(cfg["pool_size"], "pool size", where), square(cfg["strides"], "stride", where)
             if cfg["padding"] != "valid":
                 raise NotVocabulary(f"layer {layer.name!r}: pooling with padding \"same\"")
             out = add({"op": "maxpool" if kind == "MaxPooling2D" else "avgpool", "size": size, "stride": s},

@@ -10,6 +10,18 @@ WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras", "numpy": "model.np
 TWIN = {"torch": "torch", "tf": "keras", "numpy": "numpy"}  # framework -> its twin in the weight bridge
 
 
+def load_keras_file(path: Path):
+    """A .keras file loaded in safe mode: a Lambda layer's code is refused, never run."""
+    import keras
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file
+        if "safe_mode" in str(e):
+            raise BadInput(f"{path}: cannot load the model: it holds Python code (a Lambda layer), "
+                           f"which Keras's safe mode refuses to run") from None
+        raise BadInput(f"{path}: cannot load the model ({brief(e)})") from None
+
+
 class Run:
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -113,15 +125,8 @@ class Run:
         """The trained Keras model, loaded with safe_mode (no arbitrary code). It must be
         the network that spec.json describes: the same weights by name and shape, and the
         same answers as the spec's own Keras twin holding them."""
-        import keras
         import numpy as np
-        try:
-            loaded = keras.saving.load_model(self.weights, safe_mode=True, compile=False)
-        except Exception as e:  # Keras raises many types for a bad file
-            if "safe_mode" in str(e):
-                raise BadInput(f"{self.weights}: cannot load the model: it holds Python code (a lambda), "
-                               f"which Keras's safe mode refuses to run") from None
-            raise BadInput(f"{self.weights}: cannot load the model ({brief(e)})") from None
+        loaded = load_keras_file(self.weights)
         twin = models.build_keras(self.spec)
         by_path = {w.path: w for w in getattr(loaded, "weights", [])}
         self._same_weights({k: tuple(w.shape) for k, w in by_path.items()},

@@ -16,23 +16,16 @@ F.relu, F.relu6 and torch.sigmoid. A softmax at the output is dropped, as for Ke
 from __future__ import annotations
 
 import operator
-import re
 
 from edgecnn.runtime import graph as g
 
-from .keras_import import NotVocabulary
+from .errors import brief
+from .vocabulary import NotVocabulary, node_name, square as _one
 
 
-def _one(value, what: str, where: str) -> int:
-    values = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-    if len(set(values)) != 1:
-        raise NotVocabulary(f"{where}: {what} {values} is not square")
-    return int(values[0])
-
-
-def to_nodes(module, input_shape) -> tuple[list[dict], dict[str, str], bool]:
+def to_nodes(module, reserved=frozenset()) -> tuple[list[dict], dict[str, str], bool]:
     """(graph nodes, {node name: the submodule whose tensors it takes}, whether a final
-    softmax was dropped). `input_shape` is (H, W, C)."""
+    softmax was dropped). No node takes a name in `reserved`."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -40,23 +33,17 @@ def to_nodes(module, input_shape) -> tuple[list[dict], dict[str, str], bool]:
     try:
         traced = fx.symbolic_trace(module)
     except Exception as e:  # FX raises many types on code it cannot trace
-        raise NotVocabulary(f"torch.fx cannot trace it ({type(e).__name__}: {' '.join(str(e).split())[:160]})") \
-            from None
+        raise NotVocabulary(f"torch.fx cannot trace it ({brief(e)})") from None
     nodes: list[dict] = []
     sources: dict[str, str] = {}
     names: dict = {}          # fx node -> graph node name (or the input)
-    vectors: set = {None}     # graph names whose value is a vector, not a feature map
+    vectors: set = set()      # graph names whose value is a vector, not a feature map
     taken: set = set()
     dropped_softmax = False
     output = next(n for n in traced.graph.nodes if n.op == "output").args[0]
 
     def add(node: dict, raw: str, inputs: list[str]) -> str:
-        name = re.sub(r"\W", "_", raw)
-        base, i = name, 1
-        while name in taken or name == g.INPUT:
-            i += 1
-            name = f"{base}_{i}"
-        taken.add(name)
+        name = node_name(raw, taken, reserved)
         node.update(name=name, inputs=inputs)
         nodes.append(node)
         if node["op"] in ("dense", "gap", "flatten") or (node["op"] in ("relu", "relu6", "sigmoid", "dropout")
@@ -79,6 +66,12 @@ def to_nodes(module, input_shape) -> tuple[list[dict], dict[str, str], bool]:
         if n.op == "get_attr":
             raise NotVocabulary(f"it reads the tensor {n.target!r} directly; edgecnn's graph holds only layers")
         ins = [names[a] for a in tensor_args(n) if a in names]
+        if len(ins) != len(tensor_args(n)) or n.kwargs and any(isinstance(v, fx.Node) for v in n.kwargs.values()):
+            raise NotVocabulary(f"{where}: takes a tensor that is not a layer's output, or as a keyword")
+        if not ins:
+            raise NotVocabulary(f"{where}: takes no layer's output")
+        if len(ins) > 1 and not (n.op == "call_function" and n.target in (operator.add, torch.add)):
+            raise NotVocabulary(f"{where}: takes {len(ins)} tensors")
         if n.op == "call_module":
             m = traced.get_submodule(n.target)
             kind = type(m)
@@ -108,8 +101,10 @@ def to_nodes(module, input_shape) -> tuple[list[dict], dict[str, str], bool]:
             elif kind in (nn.MaxPool2d, nn.AvgPool2d):
                 size = _one(m.kernel_size, "kernel", where)
                 stride = _one(m.stride if m.stride is not None else m.kernel_size, "stride", where)
-                if _one(m.padding, "padding", where) or m.ceil_mode or getattr(m, "dilation", 1) not in (1, (1, 1)):
-                    raise NotVocabulary(f"{where}: pooling with padding, ceil_mode or dilation")
+                if (_one(m.padding, "padding", where) or m.ceil_mode or getattr(m, "dilation", 1) not in (1, (1, 1))
+                        or getattr(m, "divisor_override", None) is not None or getattr(m, "return_indices", False)):
+                    raise NotVocabulary(f"{where}: pooling with padding, ceil_mode, dilation, a divisor override "
+                                        f"or indices")
                 out = add({"op": "maxpool" if kind is nn.MaxPool2d else "avgpool", "size": size, "stride": stride},
                           n.target, ins)
             elif kind is nn.AdaptiveAvgPool2d:
@@ -144,13 +139,15 @@ def to_nodes(module, input_shape) -> tuple[list[dict], dict[str, str], bool]:
         elif (n.op == "call_function" and n.target is torch.flatten) or (n.op == "call_method"
                                                                           and n.target == "flatten"):
             start = n.args[1] if len(n.args) > 1 else n.kwargs.get("start_dim", 0)
-            if start != 1:
-                raise NotVocabulary(f"{where}: flatten from dimension {start} (1 only)")
+            end = n.args[2] if len(n.args) > 2 else n.kwargs.get("end_dim", -1)
+            if start != 1 or end != -1:
+                raise NotVocabulary(f"{where}: flatten of dimensions {start} to {end} (1 to -1 only)")
             out = ins[0] if ins[0] in vectors else add({"op": "flatten"}, n.name, ins)
         elif (n.op == "call_function" and n.target is torch.mean) or (n.op == "call_method" and n.target == "mean"):
             dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+            keepdim = n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False)
             if sorted(tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)) not in ([2, 3], [-2, -1]) \
-                    or n.kwargs.get("keepdim"):
+                    or keepdim:
                 raise NotVocabulary(f"{where}: a mean over other than height and width")
             out = add({"op": "gap"}, n.name, ins)
         elif (n.op == "call_function" and n.target in (F.softmax, torch.softmax)) or (
@@ -163,7 +160,7 @@ def to_nodes(module, input_shape) -> tuple[list[dict], dict[str, str], bool]:
         names[n] = out
     if not isinstance(output, fx.Node) or output not in names:
         raise NotVocabulary("its output is not one tensor")
-    if names[output] != nodes[-1]["name"]:
+    if not nodes or names[output] != nodes[-1]["name"]:
         raise NotVocabulary("its output is not its last layer")
     return nodes, sources, dropped_softmax
 
