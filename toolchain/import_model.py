@@ -136,7 +136,10 @@ class _Torch:
         outs = []
         with torch.inference_mode():
             for i in range(0, len(x), BATCH):
-                batch = np.ascontiguousarray(x[i:i + BATCH].transpose(0, 3, 1, 2))
+                # a fresh NCHW array: numpy keeps a one-channel transpose's odd strides, which
+                # PyTorch reads as channels_last, and a model's .view() of a conv output then fails
+                batch = np.empty((len(x[i:i + BATCH]), x.shape[3], x.shape[1], x.shape[2]), np.float32)
+                np.copyto(batch, x[i:i + BATCH].transpose(0, 3, 1, 2))
                 outs.append(model(torch.from_numpy(batch)).numpy())
         return np.concatenate(outs)
 

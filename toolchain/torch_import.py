@@ -9,9 +9,10 @@ and hold the same tensors under the same names (both are PyTorch, NCHW).
 What maps: nn.Conv2d (square kernel and stride, zero padding, no dilation; groups 1 or
 depthwise), nn.BatchNorm2d (affine, with running statistics), nn.ReLU, nn.ReLU6,
 nn.Sigmoid, nn.MaxPool2d and nn.AvgPool2d (no padding, floor), nn.AdaptiveAvgPool2d(1)
-and torch.mean over H and W (global average pooling), nn.Flatten and torch.flatten(x, 1),
+and torch.mean over H and W (global average pooling), nn.Flatten, torch.flatten(x, 1) and
+x.view(x.size(0), -1) or reshape,
 nn.Linear, nn.Dropout, nn.ZeroPad2d, nn.Identity, `+` / torch.add of two tensors,
-F.relu, F.relu6 and torch.sigmoid. A softmax at the output is dropped, as for Keras.
+F.relu, F.relu6, torch.sigmoid, x.relu() and x.sigmoid(). A softmax at the output is dropped, as for Keras.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def to_nodes(module, reserved=frozenset()) -> tuple[list[dict], dict[str, str], 
     sources: dict[str, str] = {}
     names: dict = {}          # fx node -> graph node name (or the input)
     vectors: set = set()      # graph names whose value is a vector, not a feature map
+    sizes: set = set()        # fx nodes that read the batch size
     taken: set = set()
     dropped_softmax = False
     output = next(n for n in traced.graph.nodes if n.op == "output").args[0]
@@ -65,6 +67,21 @@ def to_nodes(module, reserved=frozenset()) -> tuple[list[dict], dict[str, str], 
             continue
         if n.op == "get_attr":
             raise NotVocabulary(f"it reads the tensor {n.target!r} directly; edgecnn's graph holds only layers")
+        if (n.op == "call_method" and n.target == "size") or (
+                n.op == "call_function" and n.target is getattr and n.args[1:] == ("shape",)) or (
+                n.op == "call_function" and n.target is operator.getitem and n.args[0] in sizes):
+            sizes.add(n)  # the batch size, read for a view(x.size(0), -1): not a layer
+            continue
+        if n.op == "call_method" and n.target in ("view", "reshape"):
+            shape = n.args[1:]
+            batch_first = len(shape) == 2 and shape[1] == -1 and (shape[0] in sizes or shape[0] == -1)
+            if not (batch_first or (len(shape) == 2 and shape[0] == -1 and type(shape[1]) is int)) \
+                    or n.args[0] not in names:
+                raise NotVocabulary(f"{where}: a {n.target} other than to (batch, features); "
+                                    f"torch.flatten(x, 1) says it plainly")
+            src = names[n.args[0]]
+            names[n] = src if src in vectors else add({"op": "flatten"}, n.name, [src])
+            continue
         ins = [names[a] for a in tensor_args(n) if a in names]
         if len(ins) != len(tensor_args(n)) or n.kwargs and any(isinstance(v, fx.Node) for v in n.kwargs.values()):
             raise NotVocabulary(f"{where}: takes a tensor that is not a layer's output, or as a keyword")
@@ -136,6 +153,8 @@ def to_nodes(module, reserved=frozenset()) -> tuple[list[dict], dict[str, str], 
         elif n.op == "call_function" and n.target in (F.relu, torch.relu, F.relu6, torch.sigmoid, F.sigmoid):
             op = {F.relu6: "relu6", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}.get(n.target, "relu")
             out = add({"op": op}, n.name, ins)
+        elif n.op == "call_method" and n.target in ("relu", "sigmoid") and len(n.args) == 1:
+            out = add({"op": n.target}, n.name, ins)
         elif (n.op == "call_function" and n.target is torch.flatten) or (n.op == "call_method"
                                                                           and n.target == "flatten"):
             start = n.args[1] if len(n.args) > 1 else n.kwargs.get("start_dim", 0)
