@@ -18,6 +18,9 @@ from typing import NamedTuple
 
 FORMATS = ("tflite", "ptl", "onnx", "numpy")
 PRECISIONS = ("fp32", "dynamic", "int8")  # every precision some converter makes, in table order
+# The option every int8 converter takes: {conv2d or dense layer: the names folded into
+# it}, the layers to keep in float (export --float-layers); its manifest note lists them.
+FLOAT_LAYERS = "float_layers"
 
 
 class Option(NamedTuple):

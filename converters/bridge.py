@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.runtime import graph as g
+from edgecnn.runtime.evaluate import nchw
 
 TOLERANCE = 1e-4
 ELEMENTWISE = ("dropout", "relu", "relu6", "sigmoid")  # ops that keep the order of their input's values
@@ -133,7 +134,7 @@ def torch_logits(torch_model, x_nhwc: np.ndarray, batch: int = 1000) -> np.ndarr
     torch_model.eval()
     with torch.inference_mode():
         return np.concatenate([
-            torch_model(torch.from_numpy(np.ascontiguousarray(x_nhwc[i:i + batch].transpose(0, 3, 1, 2)))).numpy()
+            torch_model(torch.from_numpy(nchw(x_nhwc[i:i + batch]))).numpy()
             for i in range(0, len(x_nhwc), batch)])
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.quiet import quiet
+
+from . import FLOAT_LAYERS
 
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
@@ -48,7 +51,7 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
     import onnx
     import onnxruntime
     import torch
-    calib_nchw = np.ascontiguousarray(calib.transpose(0, 3, 1, 2))
+    calib_nchw = nchw(calib)
     versions = {"torch": torch.__version__, "onnx": onnx.__version__}
     if precision == "fp32":
         _export_fp32(torch_model, torch.from_numpy(calib_nchw[:2]), path)
@@ -74,7 +77,7 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         _export_fp32(torch_model, torch.from_numpy(calib_nchw[:2]), fp32)
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        floats = options.get("float_layers") or {}
+        floats = options.get(FLOAT_LAYERS) or {}
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=bits == 7, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
@@ -85,7 +88,7 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
              "int8": INT8 if bits == 7 else {"weights": "int8 per output channel, 8-bit range",
                                              "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"}}
     if floats:
-        notes["float_layers"] = list(floats)
+        notes[FLOAT_LAYERS] = list(floats)
     return {"converter": "torch.onnx.export + onnxruntime.quantization.quantize_static",
             "versions": versions, "layout": LAYOUT, "notes": notes}
 

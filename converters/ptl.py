@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.graph import INPUT
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
-from . import Option
+from . import FLOAT_LAYERS, Option
 
 TWIN = "torch"
 REQUIRES = (("torch",),)
@@ -142,20 +143,20 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
     import torch
     from torch.utils.mobile_optimizer import optimize_for_mobile
 
-    calib_nchw = torch.from_numpy(np.ascontiguousarray(calib.transpose(0, 3, 1, 2)))
+    calib_nchw = torch.from_numpy(nchw(calib))
     notes: dict = {}
     model = copy.deepcopy(torch_model).eval()
     if precision == "int8":
         engine = options.get(ENGINE.name, ENGINE.default)
         if engine not in ENGINES:
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
-        floats = options.get("float_layers") or {}
+        floats = options.get(FLOAT_LAYERS) or {}
         model = _quantized(model, calib_nchw, engine, floats)
         notes.update(engine=engine, per_channel_weights=True,
                      quantization="static, fused conv+relu and linear+relu, 7-bit activations",
                      int8=INT8)
         if floats:
-            notes["float_layers"] = list(floats)
+            notes[FLOAT_LAYERS] = list(floats)
     with torch.inference_mode():
         scripted = torch.jit.trace(model, calib_nchw[:1])
     if precision == "fp32":

@@ -9,6 +9,8 @@ import numpy as np
 
 from edgecnn.runtime.quiet import quiet
 
+from . import FLOAT_LAYERS
+
 TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
 PRECISIONS = ("fp32", "dynamic", "int8")
@@ -33,10 +35,10 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
     elif precision == "dynamic":
         notes["quantization"] = "dynamic range: int8 weights, float activations"
     with quiet():  # the converter prints a SavedModel dump on stdout
-        floats = options.get("float_layers") if precision == "int8" else None
+        floats = options.get(FLOAT_LAYERS) if precision == "int8" else None
         if floats:
             blob = _with_float_layers(keras_model, converter, representative, floats)
-            notes["float_layers"] = list(floats)
+            notes[FLOAT_LAYERS] = list(floats)
         else:
             blob = converter.convert()
     path.write_bytes(blob)

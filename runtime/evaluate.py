@@ -26,6 +26,17 @@ def scale(images: np.ndarray, scaling: dict) -> np.ndarray:
     return x
 
 
+def nchw(batch: np.ndarray) -> np.ndarray:
+    """An NHWC batch as NCHW, in a new array with the standard C-order strides. A plain
+    transpose does not do: numpy keeps a one-channel transpose's strides (a size-1 axis may
+    have any), PyTorch reads those as channels_last, its convolutions then answer in
+    channels_last, and a model that calls .view() on their output fails."""
+    n, h, w, c = batch.shape
+    out = np.empty((n, c, h, w), batch.dtype)
+    np.copyto(out, batch.transpose(0, 3, 1, 2))
+    return out
+
+
 def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: dict,
              reference: np.ndarray | None = None, batch: int = EVAL_BATCH, keep_logits: bool = False,
              classes: int | None = None) -> dict:

@@ -5,6 +5,7 @@ from collections import Counter
 
 import numpy as np
 
+from .evaluate import nchw
 from .runner import Runner, TensorSpec
 
 _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
@@ -57,7 +58,7 @@ class OnnxRuntimeRunner(Runner):
         return not isinstance(first, int) or first < 1  # symbolic or -1: any batch
 
     def _prepare_impl(self, batch):
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self._layout == "NCHW" else batch
+        return nchw(batch) if self._layout == "NCHW" else batch
 
     def _run_impl(self, x):
         return self.session.run(self._out_names, {self._in.name: x})[0]

@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 
+from .evaluate import nchw
 from .runner import Runner, TensorSpec
 
 # an int8 .ptl names the quantized engine it was made for in this extra file
@@ -68,7 +69,7 @@ class TorchLiteRunner(Runner):
         return TensorSpec("output", [-1, -1], "NC", "float32")
 
     def _prepare_impl(self, batch):
-        return self.lib.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return self.lib.from_numpy(nchw(batch))
 
     def _run_impl(self, x):
         with self.lib.inference_mode():
@@ -80,7 +81,7 @@ class TorchLiteRunner(Runner):
     def minimal_loop(self, batch):
         torch = self.load().lib
         module = torch.jit.mobile._load_for_lite_interpreter(str(self.path))
-        t = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        t = torch.from_numpy(nchw(batch))
 
         def once():
             with torch.inference_mode():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn import converters
-from edgecnn.converters import bridge, converter
+from edgecnn.converters import FLOAT_LAYERS, bridge, converter
 from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
@@ -33,7 +33,6 @@ BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": mode
 ALL_PRECISIONS = converters.PRECISIONS
 BRIDGE_IMAGES = 256
 MIN_CALIB, WARN_CALIB, DEFAULT_CALIB = 10, 100, 500
-FLOAT_LAYERS = "float_layers"  # the int8 converters' shared option: {layer: its folded chain}
 
 
 def parse_list(text: str, allowed, what: str) -> list[str]:

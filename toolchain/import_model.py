@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
+from edgecnn.converters import bridge
 from edgecnn.runtime.evaluate import scale
 
 from . import data, keras_import, models, outdir, preprocess, torch_import, zoo
@@ -28,12 +30,11 @@ from .errors import BadInput, brief
 from .inspect import shape_text
 from .runs import load_keras_file
 from .vocabulary import NotVocabulary
-from .train import RUN_SCHEMA, evaluate_logits, versions
+from .train import FRAMEWORKS, RUN_SCHEMA, evaluate_logits, versions
 
 SUFFIXES = (".keras",)
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PROOF_IMAGES = 256
-BATCH = 500
 TOLERANCE = 1e-4
 
 
@@ -81,13 +82,9 @@ def _class_names(names: str | None, ds, units: int, what: str) -> list[str]:
     return classes
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 class _Keras:
-    framework, weights_file, kind = "tf", "model.keras", "keras"
+    framework, kind = "tf", "keras"
+    run = staticmethod(bridge.keras_logits)
 
     def __init__(self, path: Path, ds):
         self.model = load_keras_file(path)
@@ -104,17 +101,11 @@ class _Keras:
         keras_import.copy_weights(self.model, twin, sources)
         return twin
 
-    @staticmethod
-    def run(model, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(model(x[i:i + BATCH], training=False)) for i in range(0, len(x), BATCH)])
-
-    @staticmethod
-    def save(twin, folder: Path) -> None:
-        twin.save(folder / _Keras.weights_file)
 
 
 class _Torch:
-    framework, weights_file, kind = "torch", "model.safetensors", "pytorch entry point"
+    framework, kind = "torch", "pytorch entry point"
+    run = staticmethod(bridge.torch_logits)
 
     def __init__(self, entry: str, weights: Path | None):
         self.model = _load_entry_point(entry, weights)
@@ -129,24 +120,6 @@ class _Torch:
         except RuntimeError as e:  # a tensor of another shape than the graph derives
             raise BadInput(f"cannot copy the weights into edgecnn's graph ({brief(e)})") from None
         return twin
-
-    @staticmethod
-    def run(model, x: np.ndarray) -> np.ndarray:
-        import torch
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(x), BATCH):
-                # a fresh NCHW array: numpy keeps a one-channel transpose's odd strides, which
-                # PyTorch reads as channels_last, and a model's .view() of a conv output then fails
-                batch = np.empty((len(x[i:i + BATCH]), x.shape[3], x.shape[1], x.shape[2]), np.float32)
-                np.copyto(batch, x[i:i + BATCH].transpose(0, 3, 1, 2))
-                outs.append(model(torch.from_numpy(batch)).numpy())
-        return np.concatenate(outs)
-
-    @staticmethod
-    def save(twin, folder: Path) -> None:
-        from safetensors.torch import save_file
-        save_file({k: v.detach().contiguous() for k, v in twin.state_dict().items()}, str(folder / _Torch.weights_file))
 
 
 def import_model(model, dataset: str, out, data_dir=None, classes: str | None = None, force: bool = False,
@@ -204,7 +177,7 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
     if want.shape != got.shape:
         raise BadInput(f"{what}: its output is {shape_text(want.shape[1:])} per image, where edgecnn's graph "
                        f"of it gives {shape_text(got.shape[1:])}; it was not imported")
-    diff = float(np.abs((_softmax(got) if dropped_softmax else got) - want).max())
+    diff = float(np.abs((softmax(got, axis=1) if dropped_softmax else got) - want).max())
     if not diff <= TOLERANCE:  # NaN fails too
         raise BadInput(f"{what}: edgecnn's graph of it differs from the model by {diff:.2e} "
                        f"(tolerance {TOLERANCE:g}) on {len(probe)} test images; it was not imported")
@@ -219,10 +192,11 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
     if entry:
         origin["entry_point"] = text
     with outdir.staged(out, force, "run folder") as tmp:
-        source.save(twin, tmp)
+        trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[source.framework]}")
+        weights_file = trainer.Trained(twin, spec).save(tmp)  # as training saves its model
         run = {
             "schema": RUN_SCHEMA, "framework": source.framework, "dataset": data.canonical_name(dataset),
-            "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "weights": source.weights_file,
+            "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "weights": weights_file,
             "params": spec.graph.count_params(), "macs": spec.graph.macs(), "seed": 0, "epochs": None,
             "model": zoo.CUSTOM, "imported": origin, "versions": versions(source.framework),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.runtime.evaluate import nchw
+
 from . import models
 from .augment import random_shift
 
 
 def to_nchw_float(x_uint8: np.ndarray):
     import torch
-    x = torch.from_numpy(np.ascontiguousarray(x_uint8.transpose(0, 3, 1, 2)))
+    x = torch.from_numpy(nchw(x_uint8))
     return x.float().div_(255.0)
 
 
