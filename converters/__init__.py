@@ -6,6 +6,11 @@ registry entry on the export side:
     OPTIONS (Option tuples: the CLI grows a --NAME for each), DEFAULT (in the default
     --formats; True unless set), export(model, precision, calib, path, options) -> metadata
 
+and, for models kept in their own framework (an imported model outside edgecnn's graph
+vocabulary: toolchain/native.py), NATIVE ({model kind: the precisions made from it}),
+NOT_NATIVE ({kind, or (kind, precision): why it cannot be made}) and optionally
+export_native(kind, model, ...) where export() does not take that kind as it is.
+
 and the weight bridge between the twins (bridge.py). The device side of the same format
 (suffix, title, runner, trust warning, emulation) is its runner in edgecnn.runtime. A
 new format is one file here, one runner file, and one line in each registry: FORMATS
@@ -21,6 +26,11 @@ PRECISIONS = ("fp32", "dynamic", "int8")  # every precision some converter makes
 # The option every int8 converter takes: {conv2d or dense layer: the names folded into
 # it}, the layers to keep in float (export --float-layers); its manifest note lists them.
 FLOAT_LAYERS = "float_layers"
+
+
+# the kinds of model kept in their own framework, as converters receive them: a Keras
+# model, a torch.export program (wrapped as an nn.Module) and an ONNX file's path
+NATIVE_KINDS = {"keras": "a Keras model", "torch": "a torch.export program", "onnx": "an ONNX file"}
 
 
 class Option(NamedTuple):
@@ -56,3 +66,22 @@ def options() -> dict[str, Option]:
                 raise RuntimeError(f"two converters define the export option {opt.name!r}")
             found[opt.name] = opt
     return found
+
+
+def not_native(fmt: str, kind: str, precision: str) -> str | None:
+    """Why `fmt` at `precision` cannot be made from a model of this native kind, or None
+    when it can."""
+    conv = converter(fmt)
+    if precision in getattr(conv, "NATIVE", {}).get(kind, ()):
+        return None
+    why = getattr(conv, "NOT_NATIVE", {})
+    return (why.get((kind, precision)) or why.get(kind)
+            or f"{fmt} {precision} is made from edgecnn's graph only, and {NATIVE_KINDS[kind]} is not one")
+
+
+def export_native(fmt: str, kind: str, model, precision: str, calib, path, options: dict) -> dict:
+    """Make `fmt` from a model kept in its own framework (not_native says it can)."""
+    conv = converter(fmt)
+    if hasattr(conv, "export_native"):
+        return conv.export_native(kind, model, precision, calib, path, options)
+    return conv.export(model, precision, calib, path, options)

@@ -13,6 +13,9 @@ REQUIRES = (("numpy",),)
 DEFAULT = False  # edgecnn's own file: exported when asked for by name
 PRECISIONS = ("fp32",)
 LAYOUT = "NHWC"
+NATIVE: dict = {}  # the file is edgecnn's graph itself
+NOT_NATIVE = {kind: "the NumPy format holds edgecnn's graph, and this model is outside its vocabulary"
+              for kind in ("keras", "torch", "onnx")}
 
 
 def export(net, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:

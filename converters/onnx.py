@@ -24,6 +24,7 @@ from . import FLOAT_LAYERS
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
 PRECISIONS = ("fp32", "int8")
+NATIVE = {"torch": PRECISIONS, "keras": PRECISIONS, "onnx": PRECISIONS}  # export_native()
 LAYOUT = "NCHW"
 OPSET = 18
 INPUT, OUTPUT = "image", "logits"
@@ -48,34 +49,69 @@ def _export_fp32(torch_model, example, path: Path) -> None:
 
 
 def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
-    import onnx
-    import onnxruntime
     import torch
-    calib_nchw = nchw(calib)
-    versions = {"torch": torch.__version__, "onnx": onnx.__version__}
-    if precision == "fp32":
-        _export_fp32(torch_model, torch.from_numpy(calib_nchw[:2]), path)
-        return {"converter": "torch.onnx.export(dynamo=True)", "versions": versions,
-                "layout": LAYOUT, "notes": {"opset": OPSET}}
+    return _made(lambda fp32: _export_fp32(torch_model, torch.from_numpy(nchw(calib[:2])), fp32),
+                 "torch.onnx.export(dynamo=True)", {"torch": torch.__version__}, precision, calib, path, options)
 
+
+def export_native(kind: str, model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
+    """From a model kept in its own framework: a torch.export program as any module, a
+    Keras model through tf2onnx (its tf.function path: tf2onnx's from_keras fails on
+    Keras 3), an ONNX file as it is. int8 is the same quantize_static as for the twin."""
+    if kind == "torch":
+        return export(model, precision, calib, path, options)
+    if kind == "keras":
+        import tensorflow as tf
+        import tf2onnx
+
+        def fp32_file(out):
+            signature = [tf.TensorSpec((None, *calib.shape[1:]), tf.float32, name=INPUT)]
+            with quiet():
+                tf2onnx.convert.from_function(tf.function(lambda x: model(x, training=False)),
+                                              input_signature=signature, opset=OPSET, output_path=str(out))
+        return _made(fp32_file, "tf2onnx.convert.from_function", {"tensorflow": tf.__version__,
+                                                                  "tf2onnx": tf2onnx.__version__},
+                     precision, calib, path, options)
+    return _made(lambda out: out.write_bytes(Path(model).read_bytes()), "the ONNX file as imported", {},
+                 precision, calib, path, options)
+
+
+def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.ndarray, path: Path,
+          options: dict) -> dict:
+    """An fp32 file from `fp32_file(out)`, or its int8: QDQ from ONNX Runtime's
+    quant_pre_process and quantize_static, calibrated on `calib` in the file's own input
+    name and layout, with --float-layers' nodes excluded."""
+    import onnx
+    from edgecnn.runtime.onnxrt import OnnxRuntimeRunner
+    versions = dict(versions, onnx=onnx.__version__)
+    if precision == "fp32":
+        fp32_file(path)
+        model = onnx.load(str(path))
+        return {"converter": converter, "versions": versions, "layout": _layout_of(path),
+                "notes": {"opset": _opset(model)}}
+
+    import onnxruntime
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(calib_nchw[i:i + 1] for i in range(len(calib_nchw)))
-
-        def get_next(self):
-            b = next(self.batches, None)
-            return None if b is None else {INPUT: b}
 
     bits = options.get("weight_bits", 7)
     if bits not in WEIGHT_BITS:
         raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}, not {bits!r}")
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
-        _export_fp32(torch_model, torch.from_numpy(calib_nchw[:2]), fp32)
+        fp32_file(fp32)
+        runner = OnnxRuntimeRunner(fp32).load()  # the file's input name and layout
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.batches = iter(calib[i:i + 1] for i in range(len(calib)))
+
+            def get_next(self):
+                b = next(self.batches, None)
+                return None if b is None else {runner.input_spec.name: runner.prepare(b)}
+
+        layout, opset = runner.input_spec.layout, _opset(onnx.load(str(fp32)))
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         floats = options.get(FLOAT_LAYERS) or {}
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
@@ -83,14 +119,23 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
     versions["onnxruntime"] = onnxruntime.__version__
-    notes = {"opset": OPSET, "quantization": f"QDQ, per-channel S8S8, {bits}-bit weights"
+    notes = {"opset": opset, "quantization": f"QDQ, per-channel S8S8, {bits}-bit weights"
                                              f"{' (reduce_range)' if bits == 7 else ''}, MinMax",
              "int8": INT8 if bits == 7 else {"weights": "int8 per output channel, 8-bit range",
                                              "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"}}
     if floats:
         notes[FLOAT_LAYERS] = list(floats)
-    return {"converter": "torch.onnx.export + onnxruntime.quantization.quantize_static",
-            "versions": versions, "layout": LAYOUT, "notes": notes}
+    return {"converter": f"{converter} + onnxruntime.quantization.quantize_static",
+            "versions": versions, "layout": layout, "notes": notes}
+
+
+def _layout_of(path: Path) -> str:
+    from edgecnn.runtime.onnxrt import OnnxRuntimeRunner
+    return OnnxRuntimeRunner(path).load().input_spec.layout
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
 
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")

@@ -39,6 +39,15 @@ from . import FLOAT_LAYERS, Option
 TWIN = "torch"
 REQUIRES = (("torch",),)
 PRECISIONS = ("fp32", "int8")
+# a torch.export program traces like any module; torch.ao's eager int8 needs modules
+# (../shared/notes/models.md, "Models a user brings")
+NATIVE = {"torch": ("fp32",)}
+NOT_NATIVE = {
+    ("torch", "int8"): "torch.ao int8 quantizes nn.Module layers, and a torch.export program has none; "
+                       "only models in edgecnn's graph vocabulary get an int8 ptl",
+    "keras": "no Keras-to-PyTorch converter fits this stack",
+    "onnx": "nothing in this stack converts ONNX to TorchScript",
+}
 LAYOUT = "NCHW"
 ENGINES = ("qnnpack", "x86")
 ENGINE = Option("engine", ENGINES, "qnnpack",

@@ -15,6 +15,13 @@ TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
 PRECISIONS = ("fp32", "dynamic", "int8")
 LAYOUT = "NHWC"
+# export() takes any Keras model: one kept in its own framework too (toolchain/native.py)
+NATIVE = {"keras": PRECISIONS}
+NOT_NATIVE = {
+    "torch": "no PyTorch-to-TFLite converter fits this stack (litert-torch pulls jax and transformers, "
+             "about 1 GB)",
+    "onnx": "no ONNX-to-TFLite converter fits this stack (onnx2tf pins tensorflow 2.19 and numpy 1.26)",
+}
 
 
 def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:

@@ -12,15 +12,17 @@ import pytest
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
 from edgecnn import converters
 from edgecnn.runtime import RUNNERS, format_of, runner_class
-from edgecnn.toolchain import export as exporting, train
+from edgecnn.toolchain import export as exporting, native, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # benchmarks/numpy_runtime.py is about two runtimes by name: it times NumPy against ONNX Runtime
 CHECKED = sorted(set((ROOT / "toolchain").glob("*.py")) | set((ROOT / "benchmarks").glob("*.py"))
                  - {ROOT / "benchmarks" / "numpy_runtime.py"})
 FORMAT_WORDS = set(converters.FORMATS) | {runner_class(f).suffix for f in RUNNERS}
-# names that are also a framework's or a twin's, so they may appear as such
-SHARED_WORDS = set(train.FRAMEWORKS) | set(exporting.BUILDERS) | {".npz"}
+# names that are also a framework's or a twin's, so they may appear as such; an ONNX file
+# a user imports is a model in its own framework (native.py), and its suffix is that framework's
+SHARED_WORDS = (set(train.FRAMEWORKS) | set(exporting.BUILDERS) | {".npz"}
+                | set(native.FILES) | {Path(name).suffix for name in native.FILES.values()})
 
 
 def test_the_two_registries_name_the_same_formats():

@@ -205,8 +205,11 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def import_(model, weights, dataset, data_dir, classes, divide_by, mean, std, out, force, as_json):
-    """Make a run folder from a model edgecnn did not train, for export: a .keras file, or
-    a PyTorch entry point package.module:factory (your code: it runs)."""
+    """Make a run folder from a model edgecnn did not train, for export: a .keras file, a
+    PyTorch entry point package.module:factory (your code: it runs), a .pt2 program
+    (torch.export.save) or an .onnx file. A model made of edgecnn's graph vocabulary
+    exports to every format; any other is kept in its own framework and exports to what
+    that framework's converters make."""
     from .import_model import import_model
     name = Path(model).stem if ":" not in model else model.replace(":", "-").replace(".", "-")
     out = Path(out) if out else Path("runs") / f"imported-{name}"
@@ -214,6 +217,10 @@ def import_(model, weights, dataset, data_dir, classes, divide_by, mean, std, ou
                           divide_by=divide_by, mean=mean, std=std, weights=weights)
     if as_json:
         click.echo(json.dumps(result))
+    elif result["layers"] is None:  # kept in its own framework
+        click.echo(f"{result['model']}: kept in its own framework ({result['outside_vocabulary']}), "
+                   f"{result['params']:,} parameters; test accuracy {result['test_accuracy']:.2%} on "
+                   f"{result['dataset']}; the saved model reproduces it to {result['max_abs_diff']:.1e}")
     else:
         click.echo(f"{result['model']}: {result['layers']} layers of edgecnn's graph, {result['params']:,} parameters, "
                    f"{result['macs']:,} MACs; test accuracy {result['test_accuracy']:.2%} on {result['dataset']}; "

@@ -23,7 +23,7 @@ from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
 
-from . import __version__, data, models, outdir, preprocess
+from . import __version__, data, models, native, outdir, preprocess
 from .errors import BadInput, brief, disk_full
 from .runs import Run
 
@@ -114,15 +114,34 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, o
     out = Path(out)
     pairs = plan(formats, precisions)
     run = Run(run_dir)
-    check_reachable(run.spec, formats)
-    options[FLOAT_LAYERS] = float_chains(run.spec.graph, list(float_layers), precisions)
+    if run.native:
+        if float_layers:
+            raise BadInput("--float-layers names layers of edgecnn's graph; this model was imported in its own "
+                           "framework, without one")
+        pairs = _native_plan(run, pairs)
+    else:
+        check_reachable(run.spec, formats)
+        pairs = [(f, p, None) for f, p in pairs]
+    options[FLOAT_LAYERS] = {} if run.native else float_chains(run.spec.graph, list(float_layers), precisions)
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:
         return _export_into(tmp, run, run_dir, pairs, calib_samples, options, data_dir, log)
 
 
+def _native_plan(run: Run, pairs):
+    """For a model kept in its own framework: (format, precision, why it cannot be made or
+    None) for each pair asked for; BadInput when none can be made."""
+    kind = native.KINDS[run.framework]
+    planned = [(f, p, converters.not_native(f, kind, p)) for f, p in pairs]
+    if all(why for *_, why in planned):
+        f, p, why = planned[0]
+        raise BadInput(f"none of the formats asked for can be made from this model ({f} {p}: {why})")
+    return planned
+
+
 def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, data_dir, log) -> tuple[dict, int]:
+    """`pairs`: (format, precision, why it cannot be made or None)."""
     seed = run.seed
     try:
         ds = data.load(run.dataset, data_dir or run.data_dir)
@@ -132,7 +151,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         raise BadInput(f"dataset {run.dataset!r} has input {ds.input_shape} and {ds.num_classes} classes, "
                        f"but the run was trained on {run.spec.input_shape} and {run.spec.num_classes}")
     calib_idx, calib = calibration_images(ds, calib_samples, seed, run.spec.scaling) if any(
-        p != "fp32" for _, p in pairs) else (np.array([], int), None)
+        p != "fp32" and not why for _, p, why in pairs) else (np.array([], int), None)
     calib_info = None if calib is None else {
         "samples": int(len(calib)), "method": "random training images", "seed": seed}
     x_test = scale(ds.x_test, run.spec.scaling)
@@ -141,9 +160,9 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
     # and proven against the source before anything is converted
     source, model = run.load_twin()
     twins = {source: model}
-    reference = bridge.logits(source, model, x_test)
+    reference = native.logits(source, model, x_test) if run.native else bridge.logits(source, model, x_test)
     bridge_info = []
-    for kind in sorted({converter(f).TWIN for f, _ in pairs} - {source}):
+    for kind in ([] if run.native else sorted({converter(f).TWIN for f, _, _ in pairs} - {source})):
         twins[kind] = BUILDERS[kind](run.spec)
         bridge.copy_weights(source, model, kind, twins[kind], run.spec.graph)
         try:
@@ -157,11 +176,16 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
 
     entries = []
     failed = 0
-    for fmt, precision in pairs:
+    for fmt, precision, unavailable in pairs:
         conv = converter(fmt)
         name = f"model.{precision}{runner_class(fmt).suffix}"
         path = tmp / name
         entry = {"file": name, "format": fmt, "precision": precision}
+        if unavailable:  # never faked: listed with the reason
+            entry.update(status="unavailable", reason=unavailable, seconds=0.0)
+            log(f"exporting {fmt} {precision}: unavailable ({unavailable})")
+            entries.append(entry)
+            continue
         log(f"exporting {fmt} {precision} ...")
         t = time.perf_counter()
         try:
@@ -169,7 +193,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                 warnings.simplefilter("ignore")
                 # fp32 converters only trace with the images: any real ones will do
                 images = calib if calib is not None else x_test[:8]
-                meta = conv.export(twins[conv.TWIN], precision, images, path, options)
+                meta = (converters.export_native(fmt, source, model, precision, images, path, options)
+                        if run.native else conv.export(twins[conv.TWIN], precision, images, path, options))
                 runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
             seconds = time.perf_counter() - t
             sha, = outdir.file_digests(path, "sha256")
@@ -199,12 +224,14 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         "edgecnn": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {
-            "arch": run.spec.arch, "params": run.spec.graph.count_params(), "macs": run.spec.graph.macs(),
+            "arch": run.spec.arch, "params": run.params, "macs": run.macs,
             "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
             "dataset": run.dataset, "classes": run.spec.classes,
             "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
             "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),
                                        "epochs": run.info.get("epochs")},
+            # a model kept in its own framework: why it is not edgecnn's graph
+            **({"outside_vocabulary": run.info["imported"].get("outside_vocabulary")} if run.native else {}),
         },
         "calibration": None if calib is None else dict(calib_info, indices=calib_idx.tolist()),
         "bridge": bridge_info,  # one proof per twin copied from the source
@@ -220,7 +247,7 @@ def table(manifest: dict) -> str:
     rows = [("format", "precision", "size", "status", "seconds")]
     for a in manifest["artifacts"]:
         size = f"{a['bytes'] / 1024:,.0f} KB" if a["status"] == "ok" else "-"
-        status = a["status"] if a["status"] == "ok" else f"failed: {a['reason'][:60]}"
+        status = a["status"] if a["status"] == "ok" else f"{a['status']}: {a['reason'][:60 if a['status'] == 'failed' else 110]}"
         if a.get("notes", {}).get(FLOAT_LAYERS):
             status += f", float: {', '.join(a['notes'][FLOAT_LAYERS])}"
         rows.append((a["format"], a["precision"], size, status, f"{a['seconds']:.1f}"))

@@ -2,19 +2,27 @@
 made into a run folder that `export` and `pipeline` take like any other.
 
 MODEL is a Keras 3 `.keras` file, loaded in Keras's safe mode (a Lambda layer's code
-never runs), or a PyTorch entry point `package.module:factory` (user code: importing it
+never runs); a PyTorch entry point `package.module:factory` (user code: importing it
 runs it) that returns an nn.Module, with `--weights FILE.safetensors` when the factory
-does not load its own. Either is read as edgecnn's graph vocabulary (keras_import.py,
-torch_import.py). The run folder then holds the graph (spec.json), the graph's own twin
-in the model's framework with the model's weights, and in run.json where it came from
-and how closely the twin reproduces it, measured on the dataset's first test images.
-Every format is then made through the weight bridge, as for a trained run. The dataset
-calibrates int8 and is the fp32 reference.
+does not load its own; a `.pt2` program (torch.export.save), or an `.onnx` file.
+
+A Keras model or an nn.Module made of edgecnn's graph vocabulary is read as the graph
+(keras_import.py, torch_import.py). The run folder then holds the graph (spec.json), the
+graph's own twin in the model's framework with the model's weights, and in run.json
+where it came from and how closely the twin reproduces it, measured on the dataset's
+first test images. Every format is then made through the weight bridge, as for a
+trained run.
+
+Any other model is kept in its own framework (native.py): the .keras, .pt2 or .onnx
+file itself, or for an entry point the module exported with torch.export and proven
+against it. Export then makes what that framework's converters can make and lists the
+rest with the reason. Either way the dataset calibrates int8 and is the fp32 reference.
 """
 from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,14 +33,14 @@ from scipy.special import softmax
 from edgecnn.converters import bridge
 from edgecnn.runtime.evaluate import scale
 
-from . import data, keras_import, models, outdir, preprocess, torch_import, zoo
+from . import data, keras_import, models, native, outdir, preprocess, torch_import, zoo
 from .errors import BadInput, brief
 from .inspect import shape_text
 from .runs import load_keras_file
 from .vocabulary import NotVocabulary
 from .train import FRAMEWORKS, RUN_SCHEMA, evaluate_logits, versions
 
-SUFFIXES = (".keras",)
+SUFFIXES = tuple(Path(name).suffix for name in native.FILES.values())
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PROOF_IMAGES = 256
 TOLERANCE = 1e-4
@@ -82,16 +90,25 @@ def _class_names(names: str | None, ds, units: int, what: str) -> list[str]:
     return classes
 
 
+def _refuse_shape(what, shape_hwc, ds):
+    raise BadInput(f"{what}: it takes {shape_text(shape_hwc) if shape_hwc else 'unknown'} images; dataset "
+                   f"{ds.name!r} has {shape_text(ds.input_shape)}")
+
+
 class _Keras:
     framework, kind = "tf", "keras"
     run = staticmethod(bridge.keras_logits)
 
     def __init__(self, path: Path, ds):
+        self.path = path
         self.model = load_keras_file(path)
         shape = tuple(self.model.inputs[0].shape[1:]) if getattr(self.model, "inputs", None) else None
         if shape != tuple(ds.input_shape):
-            raise BadInput(f"{path}: it takes {shape_text(shape) if shape else 'unknown'} images; dataset "
-                           f"{ds.name!r} has {shape_text(ds.input_shape)}")
+            _refuse_shape(path, shape, ds)
+
+    def keep(self, folder: Path) -> None:
+        """The model in its own framework's file in the run folder: the file itself."""
+        shutil.copyfile(self.path, folder / native.FILES[self.framework])
 
     def read(self, reserved):
         return keras_import.to_nodes(self.model, reserved)
@@ -107,8 +124,22 @@ class _Torch:
     framework, kind = "torch", "pytorch entry point"
     run = staticmethod(bridge.torch_logits)
 
-    def __init__(self, entry: str, weights: Path | None):
+    def __init__(self, entry: str, weights: Path | None, ds):
         self.model = _load_entry_point(entry, weights)
+        self.shape = ds.input_shape
+
+    def keep(self, folder: Path) -> None:
+        """The module exported with torch.export, with a dynamic batch (the import then
+        proves the saved program against the module)."""
+        import torch
+        h, w, c = self.shape
+        example = torch.zeros(2, c, h, w)
+        try:
+            program = torch.export.export(self.model, (example,),
+                                          dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        except Exception as e:  # torch.export raises many types for code it cannot capture
+            raise BadInput(f"torch.export cannot capture the module ({brief(e, 200)})") from None
+        torch.export.save(program, str(folder / native.FILES[self.framework]))
 
     def read(self, reserved):
         return torch_import.to_nodes(self.model, reserved)
@@ -120,6 +151,38 @@ class _Torch:
         except RuntimeError as e:  # a tensor of another shape than the graph derives
             raise BadInput(f"cannot copy the weights into edgecnn's graph ({brief(e)})") from None
         return twin
+
+
+class _Kept:
+    """A .pt2 program or an ONNX file: kept as it is, never read as a graph."""
+
+    def __init__(self, path: Path, ds):
+        self.path = path
+        self.framework = native.framework_of(path)
+        if self.framework == "torch":
+            self.kind = "torch.export program"
+            program = native.load_program(path)
+            c, h, w = native.program_input(program, path)
+            self.model = native.program_module(program)
+            if (h, w, c) != tuple(ds.input_shape):
+                _refuse_shape(path, (h, w, c), ds)
+        else:
+            self.kind = "ONNX file"
+            spec = native.onnx_runner(path).input_spec
+            dims = list(spec.shape[1:])
+            hwc = dims if spec.layout == "NHWC" else dims[1:] + dims[:1]
+            if len(hwc) != 3 or any(isinstance(d, int) and d != want for d, want in zip(hwc, ds.input_shape)):
+                _refuse_shape(path, tuple(hwc) if len(hwc) == 3 else None, ds)
+            self.model = path
+
+    def run(self, model, x):
+        return native.logits(native.KINDS[self.framework], model, x)
+
+    def read(self, reserved):
+        raise NotVocabulary(f"a {self.kind} is kept as it is, not read as edgecnn's graph")
+
+    def keep(self, folder: Path) -> None:
+        shutil.copyfile(self.path, folder / native.FILES[self.framework])
 
 
 def import_model(model, dataset: str, out, data_dir=None, classes: str | None = None, force: bool = False,
@@ -138,7 +201,7 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
         what = text
     else:
         if weights:
-            raise BadInput("--weights goes with a module:factory entry point; a .keras file holds its own")
+            raise BadInput("--weights goes with a module:factory entry point; a model file holds its own")
         if path.suffix.lower() not in SUFFIXES:
             raise BadInput(f"{path}: edgecnn imports {', '.join(SUFFIXES)} files and PyTorch module:factory entry "
                            f"points; {path.suffix or 'suffix-less'} files are not supported yet")
@@ -150,12 +213,14 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
     scaling = preprocess.declared(path or weights, divide_by, mean, std)
     ds = data.load(dataset, data_dir)
     preprocess.check(scaling, ds.input_shape[2], "the preprocessing")
-    source = _Torch(text, weights) if entry else _Keras(path, ds)
+    source = (_Torch(text, weights, ds) if entry else _Keras(path, ds) if native.framework_of(path) == "tf"
+              else _Kept(path, ds))
     from .torch_net import RESERVED  # names the PyTorch twin cannot give a submodule
     try:
         nodes, sources, dropped_softmax = source.read(RESERVED)
     except NotVocabulary as e:
-        raise BadInput(f"{what}: {e}; only models made of edgecnn's graph vocabulary import so far") from None
+        return _import_native(source, str(e), what, path, weights, entry and text, ds, dataset, data_dir,
+                              classes, scaling, out, force)
     output = models.ModelSpec(arch=zoo.CUSTOM, input_shape=ds.input_shape, classes=list(ds.classes),
                               nodes=nodes, source=Path(what).name).graph.output_shape
     if len(output) != 1:
@@ -169,20 +234,72 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
 
     x_test = scale(ds.x_test, scaling)
     probe = x_test[:PROOF_IMAGES]
+    want = _run_user_model(source, source.model, probe, what)
+    diff = _proof(want, source.run(twin, probe), dropped_softmax, what, "edgecnn's graph of it")
+    metrics = evaluate_logits(source.run(twin, x_test), ds.y_test, spec.classes)
+    origin = _origin(source, "edgecnn graph", path, weights, entry and text, probe, diff, dropped_softmax,
+                     final_softmax_dropped=dropped_softmax)
+    with outdir.staged(out, force, "run folder") as tmp:
+        trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[source.framework]}")
+        weights_file = trainer.Trained(twin, spec).save(tmp)  # as training saves its model
+        run = _write_run(tmp, source, dataset, data_dir, weights_file, spec.graph.count_params(),
+                         spec.graph.macs(), zoo.CUSTOM, origin, spec.to_json(), metrics)
+    return {"run_dir": str(out), "model": Path(what).name, "framework": source.framework, "dataset": run["dataset"],
+            "read_as": "edgecnn graph", "layers": len(nodes), "params": run["params"], "macs": run["macs"],
+            "test_accuracy": metrics["test_accuracy"], "final_softmax_dropped": dropped_softmax, "max_abs_diff": diff}
+
+
+def _import_native(source, why, what, path, weights, entry, ds, dataset, data_dir, classes, scaling, out,
+                   force) -> dict:
+    """A model outside the vocabulary, kept in its own framework's file (native.py):
+    reloaded from the run folder as export will load it, and proven against the model."""
+    x_test = scale(ds.x_test, scaling)
+    probe = x_test[:PROOF_IMAGES]
+    want = _run_user_model(source, source.model, probe, what)
+    with outdir.staged(out, force, "run folder") as tmp:
+        source.keep(tmp)
+        file = native.FILES[source.framework]
+        kind, kept = native.load(source.framework, tmp / file)
+        got = native.logits(kind, kept, probe)
+        diff = _proof(want, got, False, what, "the saved model")
+        spec = native.Spec(ds.input_shape, _class_names(classes, ds, int(got.shape[1]), what), scaling,
+                           Path(what).name)
+        metrics = evaluate_logits(native.logits(kind, kept, x_test), ds.y_test, spec.classes)
+        origin = _origin(source, native.READ_AS, path, weights, entry, probe, diff, False, outside_vocabulary=why)
+        run = _write_run(tmp, source, dataset, data_dir, file, native.count_params(kind, kept), None,
+                         native.ARCH, origin, spec.to_json(), metrics)
+    return {"run_dir": str(out), "model": Path(what).name, "framework": source.framework, "dataset": run["dataset"],
+            "read_as": native.READ_AS, "outside_vocabulary": why, "layers": None, "params": run["params"],
+            "macs": None, "test_accuracy": metrics["test_accuracy"], "final_softmax_dropped": False,
+            "max_abs_diff": diff}
+
+
+def _run_user_model(source, model, probe, what) -> np.ndarray:
     try:
-        want = source.run(source.model, probe)
+        return source.run(model, probe)
     except Exception as e:  # the user's model (or code) may raise anything
         raise BadInput(f"{what}: running it on {len(probe)} test images failed ({brief(e)})") from None
-    got = source.run(twin, probe)
+
+
+def _proof(want, got, dropped_softmax, what, made) -> float:
+    """Max abs difference between the user's model and what edgecnn made of it; BadInput
+    past TOLERANCE."""
+    if want.ndim != 2:
+        raise BadInput(f"{what}: its output is a {shape_text(want.shape[1:])} array per image, not one logit "
+                       f"per class")
     if want.shape != got.shape:
-        raise BadInput(f"{what}: its output is {shape_text(want.shape[1:])} per image, where edgecnn's graph "
-                       f"of it gives {shape_text(got.shape[1:])}; it was not imported")
+        raise BadInput(f"{what}: its output is {shape_text(want.shape[1:])} per image, where {made} "
+                       f"gives {shape_text(got.shape[1:])}; it was not imported")
     diff = float(np.abs((softmax(got, axis=1) if dropped_softmax else got) - want).max())
     if not diff <= TOLERANCE:  # NaN fails too
-        raise BadInput(f"{what}: edgecnn's graph of it differs from the model by {diff:.2e} "
-                       f"(tolerance {TOLERANCE:g}) on {len(probe)} test images; it was not imported")
-    metrics = evaluate_logits(source.run(twin, x_test), ds.y_test, spec.classes)
-    origin = {"format": source.kind, "read_as": "edgecnn graph", "final_softmax_dropped": dropped_softmax,
+        raise BadInput(f"{what}: {made} differs from the model by {diff:.2e} "
+                       f"(tolerance {TOLERANCE:g}) on {len(want)} test images; it was not imported")
+    return diff
+
+
+def _origin(source, read_as, path, weights, entry, probe, diff, dropped_softmax, **extra) -> dict:
+    """run.json `imported`: what the model was, where it came from, and the proof."""
+    origin = {"format": source.kind, "read_as": read_as, **extra,
               "proof": {"images": int(len(probe)), "max_abs_diff": diff, "tolerance": TOLERANCE,
                         "compared": "softmax of the graph's logits" if dropped_softmax else "outputs"}}
     for key, file in (("file", path), ("weights", weights)):
@@ -190,20 +307,20 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
             origin[key] = str(file.resolve())
             origin[f"{key}_sha256"], = outdir.file_digests(file, "sha256")
     if entry:
-        origin["entry_point"] = text
-    with outdir.staged(out, force, "run folder") as tmp:
-        trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[source.framework]}")
-        weights_file = trainer.Trained(twin, spec).save(tmp)  # as training saves its model
-        run = {
-            "schema": RUN_SCHEMA, "framework": source.framework, "dataset": data.canonical_name(dataset),
-            "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "weights": weights_file,
-            "params": spec.graph.count_params(), "macs": spec.graph.macs(), "seed": 0, "epochs": None,
-            "model": zoo.CUSTOM, "imported": origin, "versions": versions(source.framework),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        outdir.write_json(tmp / "run.json", run)
-        outdir.write_json(tmp / "spec.json", spec.to_json())
-        outdir.write_json(tmp / "metrics.json", metrics)
-    return {"run_dir": str(out), "model": Path(what).name, "framework": source.framework, "dataset": run["dataset"],
-            "layers": len(nodes), "params": run["params"], "macs": run["macs"],
-            "test_accuracy": metrics["test_accuracy"], "final_softmax_dropped": dropped_softmax, "max_abs_diff": diff}
+        origin["entry_point"] = entry
+    return origin
+
+
+def _write_run(tmp, source, dataset, data_dir, weights_file, params, macs, arch, origin, spec_json,
+               metrics) -> dict:
+    run = {
+        "schema": RUN_SCHEMA, "framework": source.framework, "dataset": data.canonical_name(dataset),
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "weights": weights_file,
+        "params": params, "macs": macs, "seed": 0, "epochs": None,
+        "model": arch, "imported": origin, "versions": versions(source.framework),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    outdir.write_json(tmp / "run.json", run)
+    outdir.write_json(tmp / "spec.json", spec_json)
+    outdir.write_json(tmp / "metrics.json", metrics)
+    return run

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import models, outdir
+from . import models, native, outdir
 from .errors import BadInput, brief
 
 WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras", "numpy": "model.npz"}
@@ -28,15 +28,19 @@ class Run:
         if not self.folder.is_dir():
             raise BadInput(f"run folder {self.folder} does not exist")
         self.info = self._json("run.json")
-        self.spec = models.ModelSpec.from_json(self._json("spec.json"),
-                                               imported=isinstance(self.info.get("imported"), dict))
+        imported = self.info.get("imported")
+        # a model kept in its own framework (native.py), or edgecnn's graph
+        self.native = isinstance(imported, dict) and imported.get("read_as") == native.READ_AS
+        files = native.FILES if self.native else WEIGHTS
+        self.spec = (native.Spec.from_json(self._json("spec.json"), self.folder) if self.native else
+                     models.ModelSpec.from_json(self._json("spec.json"), imported=isinstance(imported, dict)))
         self.metrics = self._json("metrics.json")
         self.framework = self.info.get("framework")
-        if not isinstance(self.framework, str) or self.framework not in WEIGHTS:
+        if not isinstance(self.framework, str) or self.framework not in files:
             raise BadInput(f"run folder {self.folder}: run.json names no known framework "
-                           f"({', '.join(WEIGHTS)})")
+                           f"({', '.join(files)})")
         self._check_fields()
-        self.weights = self.folder / WEIGHTS[self.framework]
+        self.weights = self.folder / files[self.framework]
         if not self.weights.is_file():
             raise BadInput(f"run folder {self.folder} is incomplete: {self.weights.name} is missing")
 
@@ -116,8 +120,19 @@ class Run:
             raise BadInput(f"{self.weights}: its layers are not the {self.spec.arch} that spec.json describes")
         return net
 
+    @property
+    def params(self) -> int | None:
+        return self.info.get("params") if self.native else self.spec.graph.count_params()
+
+    @property
+    def macs(self) -> int | None:
+        return None if self.native else self.spec.graph.macs()
+
     def load_twin(self):
-        """(twin kind, trained model) for the weight bridge."""
+        """(twin kind, trained model) for the weight bridge; for a native run, (the
+        converters' native kind, the model in its own framework)."""
+        if self.native:
+            return native.load(self.framework, self.weights)
         kind = TWIN[self.framework]
         return kind, {"torch": self.load_torch, "keras": self.load_keras, "numpy": self.load_numpy}[kind]()
 

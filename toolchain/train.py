@@ -124,6 +124,10 @@ def versions(framework: str) -> dict:
         import keras
         import tensorflow as tf
         v["tensorflow"], v["keras"] = tf.__version__, keras.__version__
+    elif framework == "onnx":  # an imported ONNX file
+        import onnx
+        import onnxruntime
+        v["onnx"], v["onnxruntime"] = onnx.__version__, onnxruntime.__version__
     return v
 
 

@@ -68,8 +68,9 @@ class ArtifactFolder:
         self._check_fields(manifest_path, model, entries)
         if only is not None and only not in {e["file"] for e in entries}:
             raise BadInput(f"{path}: not listed in {manifest_path}")
+        # an "unavailable" entry was never made (export lists why): there is nothing to run
         self.entries = [e for e in entries if e.get("format") in formats and e.get("precision") in precisions
-                        and (only is None or e["file"] == only)]
+                        and (only is None or e["file"] == only) and e.get("status") != "unavailable"]
 
     def _check_fields(self, where: Path, model: dict, entries: list[dict]) -> None:
         """Every field that validate reads has the type it expects: a hand-edited or damaged

@@ -1,0 +1,172 @@
+"""Models kept in their own framework: what `edgecnn import` makes of a model that is not
+made of edgecnn's graph vocabulary (or that, like a .pt2 program or an ONNX file, is not
+read as a graph), and how export reads it back.
+
+The run folder holds the model in its framework's own file (FILES), loaded without the
+user's code: a .keras file in Keras's safe mode, a torch.export program with every
+tensor read as weights only, an ONNX file through ONNX Runtime. Export then makes what
+each converter can make from that kind of model (converters.not_native says what it
+cannot, and why); there is no weight bridge, so there is no numpy file and no graph.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.converters import bridge
+from edgecnn.runtime import ArtifactError, runner_for
+
+from . import preprocess
+from .errors import BadInput, brief
+
+READ_AS = "its own framework"  # run.json imported.read_as for these runs
+ARCH = "native"  # spec.json arch
+FILES = {"tf": "model.keras", "torch": "model.pt2", "onnx": "model.onnx"}  # run framework -> file
+KINDS = {"tf": "keras", "torch": "torch", "onnx": "onnx"}  # run framework -> converters' native kind
+
+
+def framework_of(path) -> str | None:
+    """The framework whose own file `path` is, by its suffix (FILES)."""
+    suffix = Path(path).suffix.lower()
+    return next((fw for fw, name in FILES.items() if Path(name).suffix == suffix), None)
+
+
+@dataclass
+class Spec:
+    """spec.json of a native run: what the model takes and answers, no graph."""
+    input_shape: tuple[int, int, int]  # H, W, C
+    classes: list[str]
+    scaling: dict = field(default_factory=lambda: dict(preprocess.DEFAULT))
+    source: str | None = None
+    arch: str = ARCH
+    graph = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_json(self) -> dict:
+        return {"arch": ARCH, "input_shape": list(self.input_shape), "classes": list(self.classes),
+                "scaling": dict(self.scaling), "source": self.source}
+
+    @classmethod
+    def from_json(cls, d: dict, where) -> "Spec":
+        try:
+            shape = tuple(int(v) for v in d["input_shape"])
+            classes = [str(c) for c in d["classes"]]
+            if len(shape) != 3 or min(shape) < 1 or len(classes) < 2:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise BadInput(f"{where}: spec.json has no valid input_shape and classes") from None
+        scaling = d.get("scaling") or dict(preprocess.DEFAULT)
+        preprocess.check(scaling, shape[2], f"{where}: spec.json scaling")
+        return cls(shape, classes, scaling, d.get("source"))
+
+
+def program_module(program):
+    """A torch.export program as an nn.Module that export's converters and the bridge can
+    deep-copy, put in eval mode, trace and freeze (the program's own module refuses
+    train() and eval(): its graph was captured once, in one mode, and has no other)."""
+    import torch
+
+    class Program(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.program = program.module()
+
+        def train(self, mode: bool = True):
+            for m in self.modules():  # the flag only: nothing in a captured graph reads it
+                m.training = mode
+            return self
+
+        def forward(self, x):
+            return self.program(x)
+    return Program()
+
+
+def load_program(path: Path):
+    """A .pt2 file (torch.export.save) loaded without unpickling anything but tensors:
+    archives holding pickled Python objects are refused, and every tensor torch reads is
+    read with weights_only (TORCH_FORCE_WEIGHTS_ONLY_LOAD)."""
+    import torch
+    from torch.export.pt2_archive import constants as pt2
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BadInput(f"{path}: cannot read the program ({brief(e)})") from None
+    objects = [n for n in names if Path(n).name.startswith((pt2.CUSTOM_OBJ_FILENAME_PREFIX,
+                                                            pt2.OPAQUE_OBJ_FILENAME_PREFIX))]
+    if objects:
+        raise BadInput(f"{path}: it holds Python objects that only pickle can load ({Path(objects[0]).name}); "
+                       f"edgecnn loads programs made of tensors only")
+    saved = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:  # torch raises many types for a bad archive
+        raise BadInput(f"{path}: cannot load the program ({brief(e)})") from None
+    finally:
+        if saved is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = saved
+    return program
+
+
+def program_input(program, path) -> tuple[int, ...]:
+    """The NCHW image shape a program takes, (C, H, W); its batch must be dynamic."""
+    user = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if len(user) != 1:
+        raise BadInput(f"{path}: the program takes {len(user)} inputs, not one image batch")
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user[0])
+    shape = tuple(node.meta["val"].shape) if "val" in node.meta else ()
+    if len(shape) != 4:
+        raise BadInput(f"{path}: the program takes a {len(shape)}-dimensional input, not a batch of images")
+    if isinstance(shape[0], int):
+        raise BadInput(f"{path}: the program's batch size is fixed at {shape[0]}; export it with "
+                       f"dynamic_shapes={{0: Dim('batch')}} so that it runs on batches")
+    if not all(isinstance(d, int) for d in shape[1:]):
+        raise BadInput(f"{path}: the program's image size is not fixed")
+    return tuple(int(d) for d in shape[1:])
+
+
+def onnx_runner(path: Path):
+    """An ONNX file loaded in ONNX Runtime (no pickle: protobuf only)."""
+    try:
+        return runner_for("onnx", path).load()
+    except ArtifactError as e:
+        raise BadInput(f"{path}: {e}") from None
+
+
+def load(framework: str, path: Path):
+    """(converters' kind, the model) from a native run folder's file."""
+    from .runs import load_keras_file
+    kind = KINDS[framework]
+    if kind == "keras":
+        return kind, load_keras_file(path)
+    if kind == "torch":
+        return kind, program_module(load_program(path))
+    onnx_runner(path)
+    return kind, path
+
+
+def logits(kind: str, model, x_nhwc: np.ndarray, batch: int = 1000) -> np.ndarray:
+    if kind != "onnx":
+        return bridge.logits(kind, model, x_nhwc)
+    runner = onnx_runner(model)
+    step = batch if runner.batchable else 1  # a file with a fixed batch of one
+    return np.concatenate([runner.infer(x_nhwc[i:i + step]) for i in range(0, len(x_nhwc), step)])
+
+
+def count_params(kind: str, model) -> int:
+    if kind == "keras":
+        return int(model.count_params())
+    if kind == "torch":
+        return int(sum(p.numel() for p in model.parameters()))
+    import onnx
+    return int(sum(int(np.prod(t.dims)) for t in onnx.load(str(model)).graph.initializer))
