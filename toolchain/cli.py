@@ -261,6 +261,9 @@ def _validation_options(f):
                      help="Gate: least top-1 agreement with the fp32 reference, in %."),
         click.option("--max-latency-ms", type=float, default=None, help="Gate: largest p90 batch-1 latency."),
         click.option("--max-size-kb", type=float, default=None, help="Gate: largest file size in KiB."),
+        click.option("--drop-significance", type=float, default=None, metavar="ALPHA",
+                     help="Gate: fail an artifact that McNemar's exact test finds less accurate than its fp32 "
+                          "reference at this level, e.g. 0.05."),
         click.option("--config", type=click.Path(), default=None,
                      help="Gates from this TOML file [default: ./edgecnn.toml when present]; flags override it."),
         click.option("--bench-runs", type=int, default=200, show_default=True,

@@ -7,6 +7,7 @@ They come from flags or from an `edgecnn.toml`:
     min_agreement = 99.5      # % of test images whose top-1 matches the fp32 reference
     max_latency_ms = 5.0      # p90 batch-1 latency
     max_size_kb = 512         # file size, KiB
+    drop_significance = 0.05  # fail when McNemar's exact test finds the artifact worse at this level
 
 A flag overrides the file. Unknown sections and keys are refused, since a misspelt gate
 that silently checks nothing is worse than no gate.
@@ -33,6 +34,11 @@ GATES = {
                        lambda r: (r.get("latency_ms") or {}).get("p90"), operator.le),
     "max_size_kb": ("file size", "KB",
                     lambda r: None if r.get("size_bytes") is None else r["size_bytes"] / 1024, operator.le),
+    # passes unless the artifact is worse than its fp32 reference with McNemar p below the limit
+    "drop_significance": ("p of an accuracy drop vs fp32 (McNemar exact)", "",
+                          lambda r: None if not r.get("paired") else (
+                              r["drop_p_value"] if r["paired"]["lost"] > r["paired"]["gained"] else 1.0),
+                          operator.ge),
 }
 
 
@@ -48,6 +54,8 @@ def describe(name: str, limit: float) -> str:
 def _number(name: str, value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise BadInput(f"{where}: gate {name} must be a number of 0 or more, not {value!r}")
+    if name == "drop_significance" and not 0 < value < 1:
+        raise BadInput(f"{where}: gate {name} is a significance level between 0 and 1, not {value!r}")
     return float(value)
 
 

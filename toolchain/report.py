@@ -34,9 +34,17 @@ def _status(r: dict, width: int = 70) -> str:
     return r["status"]
 
 
+def _with_interval(value: float | None, ci) -> str:
+    """98.20% [97.9–98.5]: the value and its Wilson 95 % interval, in %."""
+    if value is None:
+        return "-"
+    return f"{value:.2%}" + (f" [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]" if ci else "")
+
+
 def rows(doc: dict) -> list[tuple[str, ...]]:
     """The main table. With targets other than `local` it gains a target column and the
-    agreement with the local run; emulated rows show no latency (it is not a device's)."""
+    agreement with the local run; emulated rows show no latency (it is not a device's).
+    Accuracy and agreement carry their Wilson 95 % intervals."""
     multi = any(r["target"] != "local" for r in doc["results"])
     header = ("model", *(("target",) if multi else ()), "format", "precision", "size", "accuracy", "Δ acc",
               "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms", "status")
@@ -50,9 +58,9 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
             r.get("model") or "?", *((r["target"],) if multi else ()),
             r["format"], r["precision"],
             f"{r['size_bytes'] / 1024:,.0f} KB" if r.get("size_bytes") else "-",
-            f"{r['accuracy']:.2%}" if ran else "-",
+            _with_interval(r.get("accuracy"), r.get("accuracy_ci")) if ran else "-",
             "-" if drop is None else f"{-drop + 0.0:+.2f}".replace("-0.00", "+0.00"),
-            "-" if r.get("agreement") is None else f"{r['agreement']:.2%}",
+            _with_interval(r.get("agreement"), r.get("agreement_ci")),
             *(("-" if host is None else f"{host:.2%}",) if multi else ()),
             f"{lat['p50']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
             f"{lat['p90']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),

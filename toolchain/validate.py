@@ -23,7 +23,7 @@ import numpy as np
 from edgecnn.converters import FORMATS
 from edgecnn.runtime import cpu as cpus, format_of
 
-from . import __version__, crosscheck, data, gates as gating, inspect, outdir, preprocess
+from . import __version__, crosscheck, data, gates as gating, inspect, outdir, preprocess, stats
 from .errors import BadInput, brief
 from .export import ALL_PRECISIONS as PRECISIONS
 
@@ -355,6 +355,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
                                   zip(run_order, others_rows)))
     _accuracy_drops(rows)
     for row in rows:
+        stats.annotate(row)
         if row["status"] == "ok":
             row["gates"] = gating.check(row, gates)
             if row["target"] != "local":

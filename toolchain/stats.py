@@ -1,0 +1,36 @@
+"""The statistics a validation row carries: Wilson 95 % intervals for accuracy and
+top-1 agreement, and McNemar's exact test of an artifact against its fp32 reference on
+the same images (scipy's binomial test: among the images where exactly one of the two is
+right, is "the artifact is the one that is wrong" more common than chance?)."""
+from __future__ import annotations
+
+from scipy.stats import binomtest
+
+CONFIDENCE = 0.95
+
+
+def wilson(successes: int, n: int) -> list[float] | None:
+    """The Wilson score interval for successes out of n, as [low, high] fractions."""
+    if n <= 0:
+        return None
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def mcnemar_p(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value of `lost` against `gained` discordant images."""
+    total = gained + lost
+    return 1.0 if total == 0 else float(binomtest(min(gained, lost), total, 0.5).pvalue)
+
+
+def annotate(row: dict) -> None:
+    """Intervals for the row's accuracy and agreement, and the paired test of its drop."""
+    n = row.get("samples")
+    if row.get("accuracy") is None or not n:
+        return
+    row["accuracy_ci"] = wilson(round(row["accuracy"] * n), n)
+    if row.get("agreement") is not None:
+        row["agreement_ci"] = wilson(round(row["agreement"] * n), n)
+    paired = row.get("paired")
+    if paired:
+        row["drop_p_value"] = mcnemar_p(paired["gained"], paired["lost"])
