@@ -4,7 +4,8 @@ registry entry on the export side:
     TWIN ("torch", "keras" or "numpy": which twin it converts from), PRECISIONS, LAYOUT,
     REQUIRES (the distributions export needs: each a tuple of alternatives),
     OPTIONS (Option tuples: the CLI grows a --NAME for each), DEFAULT (in the default
-    --formats; True unless set), export(model, precision, calib, path, options) -> metadata
+    --formats; True unless set), CALIBRATIONS (for int8: the range estimators its
+    quantizer offers, default first), export(model, precision, calib, path, options) -> metadata
 
 and, for models kept in their own framework (an imported model outside edgecnn's graph
 vocabulary: toolchain/native.py), NATIVE ({model kind: the precisions made from it}),
@@ -26,11 +27,16 @@ PRECISIONS = ("fp32", "dynamic", "int8")  # every precision some converter makes
 # The option every int8 converter takes: {conv2d or dense layer: the names folded into
 # it}, the layers to keep in float (export --float-layers); its manifest note lists them.
 FLOAT_LAYERS = "float_layers"
+# The other option every int8 converter takes: how its quantizer estimates activation
+# ranges from the calibration images, one of the converter's CALIBRATIONS (its default
+# first); export --calibration picks it where the quantizer offers it.
+CALIBRATION = "calibration"
 
 
 # the kinds of model kept in their own framework, as converters receive them: a Keras
 # model, a torch.export program (wrapped as an nn.Module) and an ONNX file's path
 NATIVE_KINDS = {"keras": "a Keras model", "torch": "a torch.export program", "onnx": "an ONNX file"}
+UNAVAILABLE = "unavailable"  # a manifest entry's status for a format that cannot be made from such a model
 
 
 class Option(NamedTuple):
@@ -85,3 +91,15 @@ def export_native(fmt: str, kind: str, model, precision: str, calib, path, optio
     if hasattr(conv, "export_native"):
         return conv.export_native(kind, model, precision, calib, path, options)
     return conv.export(model, precision, calib, path, options)
+
+
+def calibrations() -> tuple[str, ...]:
+    """Every range estimator some int8 quantizer offers, in registry order."""
+    return tuple(dict.fromkeys(c for f in FORMATS for c in getattr(converter(f), "CALIBRATIONS", ())))
+
+
+def calibration_for(fmt: str, asked: str | None) -> str | None:
+    """The range estimator `fmt` uses for int8: the one asked for where its quantizer
+    offers it, else its own default."""
+    offered = getattr(converter(fmt), "CALIBRATIONS", ())
+    return asked if asked in offered else (offered[0] if offered else None)

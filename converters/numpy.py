@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from . import NATIVE_KINDS
+
 TWIN = "numpy"
 REQUIRES = (("numpy",),)
 DEFAULT = False  # edgecnn's own file: exported when asked for by name
 PRECISIONS = ("fp32",)
 LAYOUT = "NHWC"
 NATIVE: dict = {}  # the file is edgecnn's graph itself
-NOT_NATIVE = {kind: "the NumPy format holds edgecnn's graph, and this model is outside its vocabulary"
-              for kind in ("keras", "torch", "onnx")}
+NOT_NATIVE = dict.fromkeys(NATIVE_KINDS, "the NumPy format holds edgecnn's graph, and this model is outside "
+                                         "its vocabulary")
 
 
 def export(net, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:

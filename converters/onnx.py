@@ -19,13 +19,19 @@ import numpy as np
 from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.quiet import quiet
 
-from . import FLOAT_LAYERS
+from . import CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS
 
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
 PRECISIONS = ("fp32", "int8")
-NATIVE = {"torch": PRECISIONS, "keras": PRECISIONS, "onnx": PRECISIONS}  # export_native()
+NATIVE = dict.fromkeys(NATIVE_KINDS, PRECISIONS)  # export_native() takes every kind
 LAYOUT = "NCHW"
+CALIBRATIONS = ("minmax", "entropy", "percentile")  # quantize_static's MinMax, Entropy, Percentile (99.999)
+# quantize_static's own Entropy histograms 128 bins for 128 levels, which leaves its
+# threshold search one candidate, the full range (measured: the same file as MinMax), and
+# it passes no bin count through. The histogram is therefore collected here, with this
+# many bins, and handed to quantize_static as its calibration cache.
+ENTROPY_BINS = 2048
 OPSET = 18
 INPUT, OUTPUT = "image", "logits"
 # what makes the int8 file answer the same on every CPU, recorded in the manifest
@@ -51,7 +57,8 @@ def _export_fp32(torch_model, example, path: Path) -> None:
 def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
     import torch
     return _made(lambda fp32: _export_fp32(torch_model, torch.from_numpy(nchw(calib[:2])), fp32),
-                 "torch.onnx.export(dynamo=True)", {"torch": torch.__version__}, precision, calib, path, options)
+                 "torch.onnx.export(dynamo=True)", {"torch": torch.__version__}, precision, calib, path, options,
+                 LAYOUT)
 
 
 def export_native(kind: str, model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
@@ -71,23 +78,24 @@ def export_native(kind: str, model, precision: str, calib: np.ndarray, path: Pat
                                               input_signature=signature, opset=OPSET, output_path=str(out))
         return _made(fp32_file, "tf2onnx.convert.from_function", {"tensorflow": tf.__version__,
                                                                   "tf2onnx": tf2onnx.__version__},
-                     precision, calib, path, options)
+                     precision, calib, path, options, "NHWC")  # tf2onnx keeps Keras's layout
     return _made(lambda out: out.write_bytes(Path(model).read_bytes()), "the ONNX file as imported", {},
                  precision, calib, path, options)
 
 
 def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.ndarray, path: Path,
-          options: dict) -> dict:
+          options: dict, layout: str | None = None) -> dict:
     """An fp32 file from `fp32_file(out)`, or its int8: QDQ from ONNX Runtime's
     quant_pre_process and quantize_static, calibrated on `calib` in the file's own input
-    name and layout, with --float-layers' nodes excluded."""
+    name and layout, with --float-layers' nodes excluded. `layout`: the file's, when the
+    exporter decides it; else ONNX Runtime's runner reads it from the input's shape."""
     import onnx
     from edgecnn.runtime.onnxrt import OnnxRuntimeRunner
     versions = dict(versions, onnx=onnx.__version__)
     if precision == "fp32":
         fp32_file(path)
         model = onnx.load(str(path))
-        return {"converter": converter, "versions": versions, "layout": _layout_of(path),
+        return {"converter": converter, "versions": versions, "layout": layout or _layout_of(path),
                 "notes": {"opset": _opset(model)}}
 
     import onnxruntime
@@ -111,22 +119,41 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
                 b = next(self.batches, None)
                 return None if b is None else {runner.input_spec.name: runner.prepare(b)}
 
-        layout, opset = runner.input_spec.layout, _opset(onnx.load(str(fp32)))
+        layout, opset = layout or runner.input_spec.layout, _opset(onnx.load(str(fp32)))
+        ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[ranges]
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         floats = options.get(FLOAT_LAYERS) or {}
-        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
+        cache = _entropy_ranges(pre, Reader(), Path(tmp)) if ranges == "entropy" else None
+        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, calibration_cache_path=cache,
                         per_channel=True, reduce_range=bits == 7, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
     versions["onnxruntime"] = onnxruntime.__version__
     notes = {"opset": opset, "quantization": f"QDQ, per-channel S8S8, {bits}-bit weights"
-                                             f"{' (reduce_range)' if bits == 7 else ''}, MinMax",
+                                             f"{' (reduce_range)' if bits == 7 else ''}, {method.name}",
              "int8": INT8 if bits == 7 else {"weights": "int8 per output channel, 8-bit range",
                                              "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"}}
     if floats:
         notes[FLOAT_LAYERS] = list(floats)
     return {"converter": f"{converter} + onnxruntime.quantization.quantize_static",
             "versions": versions, "layout": layout, "notes": notes}
+
+
+def _entropy_ranges(model: Path, reader, tmp: Path) -> Path:
+    """Entropy (KL) activation ranges from an ENTROPY_BINS histogram, written as a
+    quantize_static calibration cache."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    calibrator = create_calibrator(model, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
+                                   augmented_model_path=str(tmp / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy,
+                                   extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128})
+    calibrator.collect_data(reader)
+    cache = tmp / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 def _layout_of(path: Path) -> str:

@@ -34,7 +34,7 @@ from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.graph import INPUT
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
-from . import FLOAT_LAYERS, Option
+from . import CALIBRATION, FLOAT_LAYERS, Option
 
 TWIN = "torch"
 REQUIRES = (("torch",),)
@@ -49,6 +49,9 @@ NOT_NATIVE = {
     "onnx": "nothing in this stack converts ONNX to TorchScript",
 }
 LAYOUT = "NCHW"
+# activation observers: torch.ao's HistogramObserver (the x86 default: ranges that
+# minimise the quantization error) or MinMaxObserver
+CALIBRATIONS = ("histogram", "minmax")
 ENGINES = ("qnnpack", "x86")
 ENGINE = Option("engine", ENGINES, "qnnpack",
                 "torch.ao engine for int8 TorchScript Lite: qnnpack for ARM devices, x86 for x86.")
@@ -89,7 +92,7 @@ def fusions(model) -> list[list[str]]:
     return out
 
 
-def _quantized(model, calib_nchw, engine: str, floats=()):
+def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRATIONS[0]):
     import torch
     import torch.ao.quantization as tq
 
@@ -141,6 +144,8 @@ def _quantized(model, calib_nchw, engine: str, floats=()):
     # x86 without VNNI, and per-tensor weights; its kernels take these settings too
     # (checked: the lite interpreter runs them on either engine).
     wrapped.qconfig = tq.get_default_qconfig("x86")
+    if ranges == "minmax":  # the same 7-bit activations, ranged by min and max
+        wrapped.qconfig = wrapped.qconfig._replace(activation=tq.MinMaxObserver.with_args(reduce_range=True))
     prepared = tq.prepare(wrapped)
     with torch.inference_mode():
         for i in range(0, len(calib_nchw), 100):
@@ -160,9 +165,10 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         if engine not in ENGINES:
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
         floats = options.get(FLOAT_LAYERS) or {}
-        model = _quantized(model, calib_nchw, engine, floats)
+        ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
+        model = _quantized(model, calib_nchw, engine, floats, ranges)
         notes.update(engine=engine, per_channel_weights=True,
-                     quantization="static, fused conv+relu and linear+relu, 7-bit activations",
+                     quantization=f"static, fused conv+relu and linear+relu, 7-bit activations, {ranges} observers",
                      int8=INT8)
         if floats:
             notes[FLOAT_LAYERS] = list(floats)

@@ -15,6 +15,7 @@ TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
 PRECISIONS = ("fp32", "dynamic", "int8")
 LAYOUT = "NHWC"
+CALIBRATIONS = ("minmax",)  # TFLite's calibrator records each tensor's min and max; it offers no other
 # export() takes any Keras model: one kept in its own framework too (toolchain/native.py)
 NATIVE = {"keras": PRECISIONS}
 NOT_NATIVE = {

@@ -65,12 +65,13 @@ def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: di
               "accuracy": float(correct.mean()), "per_class_accuracy": per_class,
               "agreement": None, "max_abs_diff": None}
     if reference is not None:
-        result["agreement"] = float((pred == reference.argmax(1)).mean())
-        result["reference_accuracy"] = float((reference.argmax(1) == labels).mean())  # on these images
+        ref_pred = reference.argmax(1)
+        ref_correct = ref_pred == labels
+        result["agreement"] = float((pred == ref_pred).mean())
+        result["reference_accuracy"] = float(ref_correct.mean())  # on these images
         result["max_abs_diff"] = float(np.abs(logits - reference).max())
         # the paired counts behind McNemar's test on the host: images only this artifact
         # gets right, and images only the reference gets right
-        ref_correct = reference.argmax(1) == labels
         result["paired"] = {"gained": int((correct & ~ref_correct).sum()), "lost": int((~correct & ref_correct).sum())}
     if keep_logits:
         result["logits"] = logits

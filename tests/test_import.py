@@ -348,6 +348,7 @@ def test_a_keras_layer_outside_the_vocabulary_still_exports_to_tflite_and_onnx(s
                         [("ptl", "fp32"), ("ptl", "int8"), ("numpy", "fp32")])
     manifest = json.loads((arts / "manifest.json").read_text())
     assert "se_squeeze" in manifest["model"]["outside_vocabulary"] and manifest["bridge"] == []
+    assert_bad_input(edgecnn("validate", arts, "--formats", "ptl"), "ptl fp32 was never made", "Keras-to-PyTorch")
     assert_bad_input(edgecnn("export", run, "--formats", "ptl", "--out", tmp_path / "none"),
                      "none of the formats asked for can be made", "ptl fp32")
     assert_bad_input(edgecnn("export", run, "--int8", "--float-layers", "stem", "--out", tmp_path / "none"),
@@ -413,9 +414,10 @@ def test_an_onnx_file_exports_to_onnx_int8(torch_program, split, rgb_digits, tmp
     import torch
     _, model, _, _ = torch_program
     path = tmp_path / "user.onnx"
-    with quiet():
-        torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=True, external_data=False,
+    with quiet():  # torch's default: the weights in user.onnx.data beside it
+        torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=True,
                           input_names=["pixels"], dynamic_shapes=({0: torch.export.Dim("n", min=1)},))
+    assert path.with_name("user.onnx.data").is_file()
     run = tmp_path / "run"
     r = edgecnn("import", path, "--dataset", f"folder:{rgb_digits}", "--out", run, "--json")
     assert r.code == 0, r
@@ -427,6 +429,24 @@ def test_an_onnx_file_exports_to_onnx_int8(torch_program, split, rgb_digits, tmp
                         [("onnx", "fp32"), ("onnx", "int8")],
                         [("ptl", "fp32"), ("ptl", "int8"), ("tflite", "fp32"), ("tflite", "int8")])
     assert "onnx2tf" in _export_table(arts)[("tflite", "fp32")]["reason"]
+
+
+def _tampered(src, dest, how):
+    """A copy of a .pt2 archive that holds a pickled Python object (its constants config
+    names one), or a compiled library: what torch.export.load would unpickle or load."""
+    import zipfile
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+        root = zin.namelist()[0].split("/")[0]
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if how == "object" and item.filename.endswith("_constants_config.json"):
+                data = json.dumps({"config": {"obj": {"path_name": "opaque_obj_0"}}}).encode()
+            zout.writestr(item, data)
+        if how == "object":
+            zout.writestr(f"{root}/data/constants/opaque_obj_0", b"cos\nsystem\n(S'true'\ntR.")
+        else:
+            zout.writestr(f"{root}/data/aotinductor/model/model.so", b"\x7fELF")
+    return dest
 
 
 def test_bad_programs_and_onnx_files_are_refused(torch_program, rgb_digits, tmp_path, monkeypatch):
@@ -442,6 +462,9 @@ def test_bad_programs_and_onnx_files_are_refused(torch_program, rgb_digits, tmp_
     assert_bad_input(edgecnn("import", broken, "--dataset", folder, "--out", tmp_path / "b"), "broken.onnx")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     _refused(tmp_path, static, "batch size is fixed at 2", dataset=folder)
+    _refused(tmp_path, _tampered(program, tmp_path / "object.pt2", "object"), "Python objects", "pickle",
+             dataset=folder)
+    _refused(tmp_path, _tampered(program, tmp_path / "compiled.pt2", "compiled"), "compiled code", dataset=folder)
     _refused(tmp_path, program, "takes 32x32x3 images", "8x8x1", dataset="digits")
     small = tmp_path / "small.onnx"
     with quiet():

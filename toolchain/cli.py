@@ -161,6 +161,11 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
 @click.option("--float-layers", default="", metavar="LAYER,...",
               help="conv2d or dense layers, named as in the run's spec.json, that every int8 artifact keeps "
                    "in float, with the batchnorm and activation folded into each (a wrong name lists them).")
+@click.option("--calibration", default=None, metavar="|".join(converters.calibrations()),
+              help="How int8 quantizers estimate activation ranges, where they offer it ("
+                   + "; ".join(f"{f}: {', '.join(converters.converter(f).CALIBRATIONS)}" for f in converters.FORMATS
+                               if hasattr(converters.converter(f), "CALIBRATIONS"))
+                   + ") [default: each one's first].")
 @_converter_options
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Where to find the run's dataset if not where training found it.")
@@ -168,8 +173,8 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
               help="Artifact folder [default: artifacts/RUN_NAME].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
-def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data_dir, out, force, as_json,
-           **flags):
+def export(run_dir, formats, int8, precisions, calib_samples, float_layers, calibration, data_dir, out, force,
+           as_json, **flags):
     """Export a trained run to edge artifacts, with a manifest."""
     from . import export as exporting
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
@@ -179,7 +184,8 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, data
     out = Path(out) if out else Path("artifacts") / Path(run_dir).resolve().name
     manifest, code = exporting.export(run_dir, fmts, precs, out, force=force,
                                       calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir,
-                                      float_layers=[n.strip() for n in float_layers.split(",") if n.strip()])
+                                      float_layers=[n.strip() for n in float_layers.split(",") if n.strip()],
+                                      calibration=calibration)
     if as_json:
         click.echo(json.dumps(manifest))
     else:
@@ -221,6 +227,7 @@ def import_(model, weights, dataset, data_dir, classes, divide_by, mean, std, ou
         click.echo(f"{result['model']}: kept in its own framework ({result['outside_vocabulary']}), "
                    f"{result['params']:,} parameters; test accuracy {result['test_accuracy']:.2%} on "
                    f"{result['dataset']}; the saved model reproduces it to {result['max_abs_diff']:.1e}")
+        click.echo(f"run folder: {out}  (next: edgecnn export {out} --int8)")
     else:
         click.echo(f"{result['model']}: {result['layers']} layers of edgecnn's graph, {result['params']:,} parameters, "
                    f"{result['macs']:,} MACs; test accuracy {result['test_accuracy']:.2%} on {result['dataset']}; "
@@ -262,8 +269,8 @@ def _validation_options(f):
         click.option("--max-latency-ms", type=float, default=None, help="Gate: largest p90 batch-1 latency."),
         click.option("--max-size-kb", type=float, default=None, help="Gate: largest file size in KiB."),
         click.option("--drop-significance", type=float, default=None, metavar="ALPHA",
-                     help="Gate: fail an artifact that McNemar's exact test finds less accurate than its fp32 "
-                          "reference at this level, e.g. 0.05."),
+                     help="Gate: fail an artifact that McNemar's exact one-sided test finds less accurate than its "
+                          "fp32 reference at this level, e.g. 0.05."),
         click.option("--config", type=click.Path(), default=None,
                      help="Gates from this TOML file [default: ./edgecnn.toml when present]; flags override it."),
         click.option("--bench-runs", type=int, default=200, show_default=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn import converters
-from edgecnn.converters import FLOAT_LAYERS, bridge, converter
+from edgecnn.converters import CALIBRATION, FLOAT_LAYERS, bridge, converter
 from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
@@ -101,10 +101,11 @@ def float_chains(graph, names, precisions) -> dict[str, list[str]]:
 
 
 def export(run_dir, formats, precisions, out, force=False, calib_samples=None, options: dict | None = None,
-           data_dir=None, log=None, float_layers=()) -> tuple[dict, int]:
+           data_dir=None, log=None, float_layers=(), calibration: str | None = None) -> tuple[dict, int]:
     """`options`: the converters' own options by name (converters.options()); the rest
     take their defaults. `float_layers`: conv2d and dense layers that every int8
-    artifact keeps in float (float_chains)."""
+    artifact keeps in float (float_chains). `calibration`: the range estimator each int8
+    quantizer uses where it offers it (converters.calibration_for); None for their own."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     known = converters.options()
     unknown = sorted(set(options or {}) - set(known))
@@ -123,6 +124,13 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, o
         check_reachable(run.spec, formats)
         pairs = [(f, p, None) for f, p in pairs]
     options[FLOAT_LAYERS] = {} if run.native else float_chains(run.spec.graph, list(float_layers), precisions)
+    if calibration is not None:
+        if calibration not in converters.calibrations():
+            raise BadInput(f"unknown calibration {str(calibration)[:40]!r}; the int8 quantizers offer "
+                           f"{', '.join(converters.calibrations())}")
+        if "int8" not in precisions:
+            raise BadInput("--calibration sets how int8 artifacts are calibrated; add --int8")
+    options[CALIBRATION] = calibration
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:
@@ -182,7 +190,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         path = tmp / name
         entry = {"file": name, "format": fmt, "precision": precision}
         if unavailable:  # never faked: listed with the reason
-            entry.update(status="unavailable", reason=unavailable, seconds=0.0)
+            entry.update(status=converters.UNAVAILABLE, reason=unavailable, seconds=0.0)
             log(f"exporting {fmt} {precision}: unavailable ({unavailable})")
             entries.append(entry)
             continue
@@ -193,8 +201,10 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                 warnings.simplefilter("ignore")
                 # fp32 converters only trace with the images: any real ones will do
                 images = calib if calib is not None else x_test[:8]
-                meta = (converters.export_native(fmt, source, model, precision, images, path, options)
-                        if run.native else conv.export(twins[conv.TWIN], precision, images, path, options))
+                ranges = converters.calibration_for(fmt, options[CALIBRATION])
+                own = dict(options, **{CALIBRATION: ranges})
+                meta = (converters.export_native(fmt, source, model, precision, images, path, own)
+                        if run.native else conv.export(twins[conv.TWIN], precision, images, path, own))
                 runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
             seconds = time.perf_counter() - t
             sha, = outdir.file_digests(path, "sha256")
@@ -203,7 +213,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                 converter=meta["converter"], versions=meta["versions"],
                 input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
                 output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
-                calibration=None if precision == "fp32" else calib_info,
+                calibration=None if precision == "fp32" else _calibration_entry(calib_info, ranges,
+                                                                                options[CALIBRATION]),
                 notes=meta.get("notes", {}))
             log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
         except Exception as e:  # one format failing must not stop the rest
@@ -243,6 +254,15 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
     return manifest, (1 if failed else 0)
 
 
+def _calibration_entry(calib_info: dict, ranges: str, asked: str | None) -> dict:
+    """An int8 artifact's calibration: the images, the range estimator its quantizer
+    used, and the one asked for when the quantizer does not offer it."""
+    entry = dict(calib_info, ranges=ranges)
+    if asked and asked != ranges:
+        entry["asked"] = asked
+    return entry
+
+
 def table(manifest: dict) -> str:
     rows = [("format", "precision", "size", "status", "seconds")]
     for a in manifest["artifacts"]:
@@ -250,6 +270,9 @@ def table(manifest: dict) -> str:
         status = a["status"] if a["status"] == "ok" else f"{a['status']}: {a['reason'][:60 if a['status'] == 'failed' else 110]}"
         if a.get("notes", {}).get(FLOAT_LAYERS):
             status += f", float: {', '.join(a['notes'][FLOAT_LAYERS])}"
+        calibration = a.get("calibration") or {}
+        if calibration.get("asked"):
+            status += f", calibration: {calibration['ranges']} ({calibration['asked']} not offered)"
         rows.append((a["format"], a["precision"], size, status, f"{a['seconds']:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

@@ -42,6 +42,7 @@ from .train import FRAMEWORKS, RUN_SCHEMA, evaluate_logits, versions
 
 SUFFIXES = tuple(Path(name).suffix for name in native.FILES.values())
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+GRAPH = "edgecnn graph"  # run.json imported.read_as of a model read as the graph (else native.READ_AS)
 PROOF_IMAGES = 256
 TOLERANCE = 1e-4
 
@@ -103,7 +104,9 @@ class _Keras:
         self.path = path
         self.model = load_keras_file(path)
         shape = tuple(self.model.inputs[0].shape[1:]) if getattr(self.model, "inputs", None) else None
-        if shape != tuple(ds.input_shape):
+        # a None dimension (a fully convolutional model) takes any size
+        if shape is None or len(shape) != 3 or any(d is not None and d != want
+                                                   for d, want in zip(shape, ds.input_shape)):
             _refuse_shape(path, shape, ds)
 
     def keep(self, folder: Path) -> None:
@@ -137,9 +140,9 @@ class _Torch:
         try:
             program = torch.export.export(self.model, (example,),
                                           dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+            torch.export.save(program, str(folder / native.FILES[self.framework]))
         except Exception as e:  # torch.export raises many types for code it cannot capture
             raise BadInput(f"torch.export cannot capture the module ({brief(e, 200)})") from None
-        torch.export.save(program, str(folder / native.FILES[self.framework]))
 
     def read(self, reserved):
         return torch_import.to_nodes(self.model, reserved)
@@ -171,7 +174,8 @@ class _Kept:
             spec = native.onnx_runner(path).input_spec
             dims = list(spec.shape[1:])
             hwc = dims if spec.layout == "NHWC" else dims[1:] + dims[:1]
-            if len(hwc) != 3 or any(isinstance(d, int) and d != want for d, want in zip(hwc, ds.input_shape)):
+            # a symbolic (dynamic) dimension reads as -1: any size fits it
+            if len(hwc) != 3 or any(d > 0 and d != want for d, want in zip(hwc, ds.input_shape)):
                 _refuse_shape(path, tuple(hwc) if len(hwc) == 3 else None, ds)
             self.model = path
 
@@ -182,7 +186,15 @@ class _Kept:
         raise NotVocabulary(f"a {self.kind} is kept as it is, not read as edgecnn's graph")
 
     def keep(self, folder: Path) -> None:
-        shutil.copyfile(self.path, folder / native.FILES[self.framework])
+        dest = folder / native.FILES[self.framework]
+        if self.framework == "torch":
+            shutil.copyfile(self.path, dest)
+            return
+        import onnx  # an ONNX file's weights may lie beside it (external data): saved as one file
+        try:
+            onnx.save(onnx.load(str(self.path)), str(dest))
+        except Exception as e:  # onnx raises several types for missing or unsafe external data
+            raise BadInput(f"{self.path}: cannot read its weights ({brief(e)})") from None
 
 
 def import_model(model, dataset: str, out, data_dir=None, classes: str | None = None, force: bool = False,
@@ -237,7 +249,7 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
     want = _run_user_model(source, source.model, probe, what)
     diff = _proof(want, source.run(twin, probe), dropped_softmax, what, "edgecnn's graph of it")
     metrics = evaluate_logits(source.run(twin, x_test), ds.y_test, spec.classes)
-    origin = _origin(source, "edgecnn graph", path, weights, entry and text, probe, diff, dropped_softmax,
+    origin = _origin(source, GRAPH, path, weights, entry and text, probe, diff, dropped_softmax,
                      final_softmax_dropped=dropped_softmax)
     with outdir.staged(out, force, "run folder") as tmp:
         trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[source.framework]}")
@@ -245,7 +257,7 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
         run = _write_run(tmp, source, dataset, data_dir, weights_file, spec.graph.count_params(),
                          spec.graph.macs(), zoo.CUSTOM, origin, spec.to_json(), metrics)
     return {"run_dir": str(out), "model": Path(what).name, "framework": source.framework, "dataset": run["dataset"],
-            "read_as": "edgecnn graph", "layers": len(nodes), "params": run["params"], "macs": run["macs"],
+            "read_as": GRAPH, "layers": len(nodes), "params": run["params"], "macs": run["macs"],
             "test_accuracy": metrics["test_accuracy"], "final_softmax_dropped": dropped_softmax, "max_abs_diff": diff}
 
 
@@ -260,11 +272,11 @@ def _import_native(source, why, what, path, weights, entry, ds, dataset, data_di
         source.keep(tmp)
         file = native.FILES[source.framework]
         kind, kept = native.load(source.framework, tmp / file)
-        got = native.logits(kind, kept, probe)
-        diff = _proof(want, got, False, what, "the saved model")
-        spec = native.Spec(ds.input_shape, _class_names(classes, ds, int(got.shape[1]), what), scaling,
+        saved_model = _Saved(kind)
+        diff = _proof(want, _run_user_model(saved_model, kept, probe, what), False, what, "the saved model")
+        spec = native.Spec(ds.input_shape, _class_names(classes, ds, int(want.shape[1]), what), scaling,
                            Path(what).name)
-        metrics = evaluate_logits(native.logits(kind, kept, x_test), ds.y_test, spec.classes)
+        metrics = evaluate_logits(_run_user_model(saved_model, kept, x_test, what), ds.y_test, spec.classes)
         origin = _origin(source, native.READ_AS, path, weights, entry, probe, diff, False, outside_vocabulary=why)
         run = _write_run(tmp, source, dataset, data_dir, file, native.count_params(kind, kept), None,
                          native.ARCH, origin, spec.to_json(), metrics)
@@ -274,11 +286,21 @@ def _import_native(source, why, what, path, weights, entry, ds, dataset, data_di
             "max_abs_diff": diff}
 
 
+class _Saved:
+    """The model as the run folder holds it, run as export will run it."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def run(self, model, x):
+        return native.logits(self.kind, model, x)
+
+
 def _run_user_model(source, model, probe, what) -> np.ndarray:
     try:
         return source.run(model, probe)
     except Exception as e:  # the user's model (or code) may raise anything
-        raise BadInput(f"{what}: running it on {len(probe)} test images failed ({brief(e)})") from None
+        raise BadInput(f"{what}: running it on {len(probe)} images failed ({brief(e)})") from None
 
 
 def _proof(want, got, dropped_softmax, what, made) -> float:

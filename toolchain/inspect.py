@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecnn.converters import UNAVAILABLE
 from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, format_of, runner_class, sandbox
 
 from . import outdir
@@ -64,7 +65,9 @@ def manifest_entry(path: Path, strict: bool = False) -> dict:
         return {}
     if not isinstance(artifacts, list):
         return {}
-    return next((a for a in artifacts if isinstance(a, dict) and a.get("file") == path.name), {})
+    # an entry for a format that could not be made lists no file
+    return next((a for a in artifacts if isinstance(a, dict) and a.get("file") == path.name
+                 and a.get("status") != UNAVAILABLE), {})
 
 
 def _verify(path: Path, entry: dict) -> None:

@@ -10,6 +10,7 @@ cannot, and why); there is no weight bridge, so there is no numpy file and no gr
 """
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ class Spec:
     classes: list[str]
     scaling: dict = field(default_factory=lambda: dict(preprocess.DEFAULT))
     source: str | None = None
-    arch: str = ARCH
+    arch = ARCH   # class constants, not fields: what code that reads any spec asks
     graph = None
 
     @property
@@ -50,7 +51,7 @@ class Spec:
         return len(self.classes)
 
     def to_json(self) -> dict:
-        return {"arch": ARCH, "input_shape": list(self.input_shape), "classes": list(self.classes),
+        return {"arch": self.arch, "input_shape": list(self.input_shape), "classes": list(self.classes),
                 "scaling": dict(self.scaling), "source": self.source}
 
     @classmethod
@@ -88,33 +89,53 @@ def program_module(program):
     return Program()
 
 
-def load_program(path: Path):
-    """A .pt2 file (torch.export.save) loaded without unpickling anything but tensors:
-    archives holding pickled Python objects are refused, and every tensor torch reads is
-    read with weights_only (TORCH_FORCE_WEIGHTS_ONLY_LOAD)."""
-    import torch
+def _check_archive(path: Path) -> None:
+    """A .pt2 archive that holds only a graph and tensors: compiled code (AOTInductor,
+    ExecuTorch, MTIA payloads) is refused, and so is any constant that its config says is
+    not a tensor (torch unpickles those with pickle.loads). Written here because
+    torch.export.load checks neither."""
     from torch.export.pt2_archive import constants as pt2
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
+            compiled = [n for n in names
+                        if any(f"/{d.rstrip('/')}" in f"/{n}" for d in (pt2.AOTINDUCTOR_DIR, pt2.EXECUTORCH_DIR,
+                                                                       pt2.MTIA_DIR))]
+            if compiled:
+                raise BadInput(f"{path}: it holds compiled code ({compiled[0]}); edgecnn loads programs made of "
+                               f"a graph and tensors only")
+            suffix = pt2.CONSTANTS_CONFIG_FILENAME_FORMAT.split("{}")[-1]
+            for name in names:
+                if f"/{pt2.CONSTANTS_DIR}" in f"/{name}" and name.endswith(suffix):
+                    config = json.loads(z.read(name)).get("config", {})
+                    for payload in config.values():
+                        if not str(payload.get("path_name", "")).startswith(pt2.TENSOR_CONSTANT_FILENAME_PREFIX):
+                            raise BadInput(f"{path}: it holds Python objects that only pickle can load "
+                                           f"({payload.get('path_name')}); edgecnn loads programs made of a "
+                                           f"graph and tensors only")
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:  # ValueError: bad JSON
         raise BadInput(f"{path}: cannot read the program ({brief(e)})") from None
-    objects = [n for n in names if Path(n).name.startswith((pt2.CUSTOM_OBJ_FILENAME_PREFIX,
-                                                            pt2.OPAQUE_OBJ_FILENAME_PREFIX))]
-    if objects:
-        raise BadInput(f"{path}: it holds Python objects that only pickle can load ({Path(objects[0]).name}); "
-                       f"edgecnn loads programs made of tensors only")
-    saved = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+
+
+def load_program(path: Path):
+    """A .pt2 file (torch.export.save) loaded without unpickling anything but tensors:
+    the archive is checked first (_check_archive), and every tensor torch reads is read
+    with weights_only (TORCH_FORCE_WEIGHTS_ONLY_LOAD)."""
+    import torch
+    _check_archive(path)
+    flags = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")  # torch refuses both set
+    saved = {k: os.environ.pop(k, None) for k in flags}
+    os.environ[flags[0]] = "1"
     try:
         program = torch.export.load(str(path))
     except Exception as e:  # torch raises many types for a bad archive
         raise BadInput(f"{path}: cannot load the program ({brief(e)})") from None
     finally:
-        if saved is None:
-            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-        else:
-            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return program
 
 

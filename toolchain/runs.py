@@ -6,7 +6,7 @@ from pathlib import Path
 from . import models, native, outdir
 from .errors import BadInput, brief
 
-WEIGHTS = {"torch": "model.safetensors", "tf": "model.keras", "numpy": "model.npz"}
+WEIGHTS = {"torch": "model.safetensors", "tf": native.FILES["tf"], "numpy": "model.npz"}
 TWIN = {"torch": "torch", "tf": "keras", "numpy": "numpy"}  # framework -> its twin in the weight bridge
 
 

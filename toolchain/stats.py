@@ -1,7 +1,7 @@
 """The statistics a validation row carries: Wilson 95 % intervals for accuracy and
 top-1 agreement, and McNemar's exact test of an artifact against its fp32 reference on
-the same images (scipy's binomial test: among the images where exactly one of the two is
-right, is "the artifact is the one that is wrong" more common than chance?)."""
+the same images, one-sided (scipy's binomial test: among the images where exactly one
+of the two is right, is "the artifact is the one that is wrong" more common than chance?)."""
 from __future__ import annotations
 
 from scipy.stats import binomtest
@@ -18,9 +18,10 @@ def wilson(successes: int, n: int) -> list[float] | None:
 
 
 def mcnemar_p(gained: int, lost: int) -> float:
-    """Two-sided exact McNemar p-value of `lost` against `gained` discordant images."""
+    """Exact one-sided McNemar p-value that the artifact is worse: `lost` or more of the
+    gained + lost discordant images going against it by chance alone."""
     total = gained + lost
-    return 1.0 if total == 0 else float(binomtest(min(gained, lost), total, 0.5).pvalue)
+    return 1.0 if total == 0 else float(binomtest(lost, total, 0.5, alternative="greater").pvalue)
 
 
 def annotate(row: dict) -> None:

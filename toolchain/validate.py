@@ -25,11 +25,13 @@ from edgecnn.runtime import cpu as cpus, format_of
 
 from . import __version__, crosscheck, data, gates as gating, inspect, outdir, preprocess, stats
 from .errors import BadInput, brief
+from edgecnn.converters import UNAVAILABLE
+
 from .export import ALL_PRECISIONS as PRECISIONS
 
 RESULTS_SCHEMA = 1
 HOST_CPU = cpus.describe()  # this machine's int8 instructions: in every document, and blamed when it deviates
-FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "numpy": "NumPy"}
+FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "numpy": "NumPy", "onnx": "ONNX"}
 
 
 def _is_int(v) -> bool:
@@ -68,9 +70,9 @@ class ArtifactFolder:
         self._check_fields(manifest_path, model, entries)
         if only is not None and only not in {e["file"] for e in entries}:
             raise BadInput(f"{path}: not listed in {manifest_path}")
-        # an "unavailable" entry was never made (export lists why): there is nothing to run
+        # an unavailable entry was never made (export lists why): there is nothing to run
         self.entries = [e for e in entries if e.get("format") in formats and e.get("precision") in precisions
-                        and (only is None or e["file"] == only) and e.get("status") != "unavailable"]
+                        and (only is None or e["file"] == only) and e.get("status") != UNAVAILABLE]
 
     def _check_fields(self, where: Path, model: dict, entries: list[dict]) -> None:
         """Every field that validate reads has the type it expects: a hand-edited or damaged
@@ -262,10 +264,13 @@ def open_folders(paths, formats=FORMATS, precisions=PRECISIONS, preprocessing: d
     """The artifact folders, their manifests checked and every chosen file verified
     against its sha256: nothing is loaded before this passes. `preprocessing` (flags)
     and `reference` are for lone artifact files."""
-    folders = [open_artifact(p, formats, precisions, preprocessing, reference) for p in paths]
-    folders = [f for f in folders if f.entries]
+    opened = [open_artifact(p, formats, precisions, preprocessing, reference) for p in paths]
+    folders = [f for f in opened if f.entries]
     if not folders:
-        raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}")
+        never = [e for f in opened for e in f.manifest.get("artifacts", []) if e.get("status") == UNAVAILABLE
+                 and e.get("format") in formats and e.get("precision") in precisions]
+        why = f" ({never[0]['format']} {never[0]['precision']} was never made: {never[0].get('reason')})" if never else ""
+        raise BadInput(f"no artifacts match formats {','.join(formats)} and precisions {','.join(precisions)}{why}")
     for f in folders:
         f.verify()
     return folders
