@@ -92,9 +92,45 @@ class LiteRTRunner(Runner):
             return get(out_index)
         return once
 
+    def _taps_impl(self, x):
+        # every tensor kept, and no delegate (XNNPACK would compute them out of sight)
+        it = self.lib.Interpreter(
+            model_path=str(self.path), experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=self.lib.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it.resize_tensor_input(self._in["index"], [len(x), *self._in["shape"][1:]])
+        it.allocate_tensors()
+        it.set_tensor(self._in["index"], x)
+        it.invoke()
+        tensors = {d["index"]: d for d in it.get_tensor_details()}
+        out = []
+        for op in it._get_ops_details():
+            d = tensors[op["outputs"][0]]
+            if d["dtype"] not in (np.float32, np.int8, np.uint8) or len(d["shape"]) < 2 or d["shape"][0] != len(x):
+                continue  # shapes, indices, scalars
+            value = it.get_tensor(d["index"])
+            scale, zp = d["quantization"]
+            value = dequantize(value, scale, zp) if d["dtype"] != np.float32 and scale else value.astype(np.float32)
+            out.append((_layers_named(d["name"]), value))
+        return out
+
     def _op_counts_impl(self):
         # the model's own operators, before XNNPACK folds them into DELEGATE nodes
         plain = self.lib.Interpreter(
             model_path=str(self.path),
             experimental_op_resolver_type=self.lib.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         return dict(Counter(op["op_name"] for op in plain._get_ops_details()))
+
+
+def _layers_named(tensor_name: str) -> list[str]:
+    """The Keras layers a converted tensor is named after: "cnn_1/relu1_1/Relu;cnn_1/
+    conv1_1/BiasAdd" -> ["relu1", "conv1"]. Tracing suffixes every scope with the model
+    scope's own "_N", which is read from the model scope, not assumed."""
+    found = []
+    for part in tensor_name.split(";"):
+        pieces = part.split("/")
+        if len(pieces) < 3:
+            continue
+        model, layer = pieces[0], pieces[1]
+        suffix = "_" + model.rsplit("_", 1)[1] if "_" in model and model.rsplit("_", 1)[1].isdigit() else ""
+        found.append(layer[:len(layer) - len(suffix)] if suffix and layer.endswith(suffix) else layer)
+    return list(dict.fromkeys(found))

@@ -463,13 +463,14 @@ class Net:
     def count_params(self) -> int:
         return int(sum(v.size for v in self.params.values()))
 
-    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, train: bool = False, keep: bool = False):
+        """The logits; with `keep`, every layer's output by name (inference only)."""
         values = {graph.INPUT: x}
         for lay, node, done in zip(self.layers, self.graph.nodes, self._done):
             values[node["name"]] = lay.forward(*(values[s] for s in node["inputs"]), train=train)
-            for s in done:  # free what no later layer reads
+            for s in ([] if keep else done):  # free what no later layer reads
                 del values[s]
-        return values[self.graph.output]
+        return values if keep else values[self.graph.output]
 
     def backward(self, dlogits: np.ndarray) -> None:
         """Fills every layer's grads; the input's own gradient is not computed."""

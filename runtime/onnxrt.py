@@ -75,6 +75,44 @@ class OnnxRuntimeRunner(Runner):
         outs = [sess.get_outputs()[0].name]
         return lambda: sess.run(outs, feed)
 
+    no_taps = "this file records no layer names (name scopes), so its tensors cannot be tied to layers"
+
+    def _taps_impl(self, x):
+        """Each node the exporter tied to a layer (its name scope), read after its
+        quantize-dequantize pair where it has one: the value the next layer receives."""
+        import ast
+
+        import onnx
+        model = onnx.load(str(self.path))
+        readers = {}
+        for node in model.graph.node:
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        by_output = {}
+        taps = []
+        for node in model.graph.node:
+            meta = {p.key: p.value for p in node.metadata_props}
+            if "pkg.torch.onnx.name_scopes" not in meta or not node.output:
+                continue
+            scope = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
+            tensor = node.output[0]
+            q = next((r for r in readers.get(tensor, []) if r.op_type == "QuantizeLinear"), None)
+            dq = q and next((r for r in readers.get(q.output[0], []) if r.op_type == "DequantizeLinear"), None)
+            tensor = dq.output[0] if dq else tensor
+            if tensor not in by_output:
+                by_output[tensor] = len(taps)
+                taps.append((scope[1:2], tensor))
+        if not taps:
+            return None
+        known = {o.name for o in model.graph.output}
+        model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for _, t in taps if t not in known)
+        opts = self.lib.SessionOptions()
+        opts.intra_op_num_threads, opts.log_severity_level = self.threads, 3
+        sess = self.lib.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        values = sess.run([t for _, t in taps], {self._in.name: x})
+        return [(scopes, (v.transpose(0, 2, 3, 1) if v.ndim == 4 and self._layout == "NCHW" else v).astype(np.float32))
+                for (scopes, _), v in zip(taps, values)]
+
     def _op_counts_impl(self):
         import onnx
         model = onnx.load(str(self.path), load_external_data=False)

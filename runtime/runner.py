@@ -146,6 +146,15 @@ class Runner:
     def op_counts(self) -> dict[str, int]:
         return dict(sorted(self.load()._op_counts_impl().items()))
 
+    def taps(self, batch: np.ndarray) -> list[tuple[list[str], np.ndarray]] | None:
+        """Every intermediate tensor the runtime exposes for a float32 NHWC batch, in the
+        order they are computed: (the layer names the file ties to it, its values as float
+        NHWC, dequantized), with the model's output last. None when the runtime exposes
+        none (`no_taps` says why)."""
+        return self.load()._taps_impl(self.prepare(batch))
+
+    no_taps = "its runtime does not expose intermediate tensors"
+
     # -- hooks for each runtime -----------------------------------------------------
     @classmethod
     def _runtime(cls) -> tuple[object, str]:
@@ -179,6 +188,9 @@ class Runner:
 
     def _batchable_impl(self) -> bool:
         return True
+
+    def _taps_impl(self, native) -> list[tuple[list[str], np.ndarray]] | None:
+        return None
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:

@@ -29,6 +29,7 @@ def recorded_engine(path) -> str | None:
 
 
 class TorchLiteRunner(Runner):
+    no_taps = "the PyTorch lite interpreter exposes no intermediate tensors"
     format = "ptl"
     suffix = ".ptl"
     title = "TorchScript Lite"

@@ -1,0 +1,88 @@
+"""`edgecnn explain`: each layer of each int8 artifact against the fp32 model at the same
+graph layer. One layer's quantization is damaged on purpose (its output scale made 64x
+coarser, read the same way by the next layer), in TFLite and in ONNX, and explain must
+name that layer."""
+import ast
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import assert_bad_input, edgecnn
+
+DAMAGED = "fc1"  # its folded chain ends at relu3: the tensor the runtimes hold
+
+
+def _rehash(folder, name):
+    m = json.loads((folder / "manifest.json").read_text())
+    entry = next(a for a in m["artifacts"] if a["file"] == name)
+    data = (folder / name).read_bytes()
+    entry["sha256"], entry["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def _damage_tflite(path):
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+    model = fb.read_model(str(path))
+    hits = 0
+    for t in model.subgraphs[0].tensors:
+        name = t.name.decode() if isinstance(t.name, bytes) else t.name
+        if f"/{DAMAGED}_1/MatMul" in name and len(t.quantization.scale) == 1:  # its output, not weights or bias
+            t.quantization.scale = list(np.asarray(t.quantization.scale) * 64)
+            hits += 1
+    assert hits == 1
+    fb.write_model(model, str(path))
+
+
+def _damage_onnx(path):
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(path))
+    layer = next(n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and any(
+        p.key == "pkg.torch.onnx.name_scopes" and DAMAGED in ast.literal_eval(p.value) for p in n.metadata_props))
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == layer.output[0])
+    init = next(i for i in model.graph.initializer if i.name == q.input[1])
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 64, init.name))
+    onnx.save(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def damaged(digits_artifacts, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("damaged") / "arts"
+    shutil.copytree(digits_artifacts, folder)
+    _damage_tflite(folder / "model.int8.tflite")
+    _damage_onnx(folder / "model.int8.onnx")
+    for name in ("model.int8.tflite", "model.int8.onnx"):
+        _rehash(folder, name)
+    return folder
+
+
+def test_explain_names_the_damaged_layer_in_tflite_and_onnx(damaged):
+    r = edgecnn("explain", damaged, "--samples", "128", "--json")
+    assert r.code == 0, r
+    rows = {a["format"]: a for a in r.json["artifacts"]}
+    for fmt in ("tflite", "onnx"):
+        assert rows[fmt]["jump"]["layer"] == "relu3", rows[fmt]
+        by = {lay["layer"]: lay for lay in rows[fmt]["layers"]}
+        assert by["pool2"]["sqnr_db"] > 30 > by["relu3"]["sqnr_db"], by  # before it, still clean
+    assert rows["ptl"]["exposed"] is False and "exposes no intermediate" in rows["ptl"]["reason"]
+    r = edgecnn("explain", damaged, "--samples", "128")
+    assert "tflite: the error jumps at relu3" in r.out and "onnx: the error jumps at relu3" in r.out, r.out
+
+
+def test_clean_int8_has_no_jump_and_every_layer_close(digits_artifacts):
+    r = edgecnn("explain", digits_artifacts, "--samples", "128", "--json")
+    assert r.code == 0, r
+    for a in r.json["artifacts"]:
+        if a["exposed"]:
+            assert a["jump"] is None and len(a["layers"]) >= 6, a
+            assert all(lay["sqnr_db"] > 25 and lay["cosine"] > 0.99 for lay in a["layers"]), a
+
+
+def test_explain_refuses_a_folder_without_int8(digits_run, tmp_path):
+    out = tmp_path / "fp32"
+    assert edgecnn("export", digits_run, "--formats", "onnx", "--out", out).code == 0
+    assert_bad_input(edgecnn("explain", out), "no int8 artifacts to explain", "--int8")
+    assert_bad_input(edgecnn("explain", tmp_path / "nope"), "nope")
