@@ -31,7 +31,7 @@ class BridgeError(Exception):
     """The twins disagree after the copy: nothing may be exported from them."""
 
 
-def _flattened_map(graph: g.Graph, node: dict):
+def flattened_map(graph: g.Graph, node: dict):
     """The (H, W, C) map a dense layer's input was flattened from, if PyTorch's (C, H, W)
     order differs from it."""
     src = node["inputs"][0]
@@ -59,7 +59,7 @@ def _torch_layout(graph, node, k, a, to_torch: bool) -> np.ndarray:
         return a
     if node["op"] == "conv2d":
         return a.transpose(3, 2, 0, 1) if to_torch else a.transpose(2, 3, 1, 0)
-    hwc = _flattened_map(graph, node)
+    hwc = flattened_map(graph, node)
     if to_torch:
         return (_rows(a, hwc, True) if hwc else a).T
     return _rows(a.T, hwc, False) if hwc else a.T

@@ -151,9 +151,27 @@ class Runner:
         order they are computed: (the layer names the file ties to it, its values as float
         NHWC, dequantized), with the model's output last. None when the runtime exposes
         none (`no_taps` says why)."""
-        return self.load()._taps_impl(self.prepare(batch))
+        self.load()
+        try:
+            if self.batchable or len(batch) == 1:
+                return self._taps_impl(self.prepare(batch))
+            per_image = [self._taps_impl(self.prepare(batch[i:i + 1])) for i in range(len(batch))]
+        except (RuntimeMissing, ArtifactError):
+            raise
+        except Exception as e:  # each runtime raises its own types
+            raise ArtifactError(f"{self.path.name}: {self.runtime} cannot expose its tensors "
+                                f"({' '.join(str(e).split())[:300]})") from None
+        if per_image[0] is None:
+            return None
+        return [(scopes, np.concatenate([taps[k][1] for taps in per_image]))
+                for k, (scopes, _) in enumerate(per_image[0])]
 
     no_taps = "its runtime does not expose intermediate tensors"
+
+    @classmethod
+    def has_taps(cls) -> bool:
+        """Whether this runtime can expose intermediate tensors at all (known unloaded)."""
+        return cls._taps_impl is not Runner._taps_impl
 
     # -- hooks for each runtime -----------------------------------------------------
     @classmethod

@@ -75,6 +75,7 @@ def test_explain_names_the_damaged_layer_in_tflite_and_onnx(damaged):
 def test_clean_int8_has_no_jump_and_every_layer_close(digits_artifacts):
     r = edgecnn("explain", digits_artifacts, "--samples", "128", "--json")
     assert r.code == 0, r
+    assert {a["format"] for a in r.json["artifacts"] if a["exposed"]} == {"tflite", "onnx"}, r.json
     for a in r.json["artifacts"]:
         if a["exposed"]:
             assert a["jump"] is None and len(a["layers"]) >= 6, a
@@ -86,3 +87,16 @@ def test_explain_refuses_a_folder_without_int8(digits_run, tmp_path):
     assert edgecnn("export", digits_run, "--formats", "onnx", "--out", out).code == 0
     assert_bad_input(edgecnn("explain", out), "no int8 artifacts to explain", "--int8")
     assert_bad_input(edgecnn("explain", tmp_path / "nope"), "nope")
+
+
+
+def explain_lines_up(arts, must_show=()):
+    """explain on a zoo model's int8 artifacts (test_zoo.py calls it): every layer
+    either format exposes is tied to the same graph layer, `must_show` among them, and a
+    plain int8 export has no jump."""
+    r = edgecnn("explain", arts, "--samples", "64", "--json")
+    assert r.code == 0, r
+    layers = {a["format"]: [lay["layer"] for lay in a["layers"]] for a in r.json["artifacts"] if a["exposed"]}
+    assert set(layers) == {"tflite", "onnx"} and layers["tflite"] == layers["onnx"], layers
+    assert set(must_show) <= set(layers["onnx"]), layers
+    assert all(a["jump"] is None for a in r.json["artifacts"] if a["exposed"]), r.json

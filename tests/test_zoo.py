@@ -9,6 +9,7 @@ import pytest
 
 from conftest import FAST_BENCH, edgecnn
 from edgecnn import converters
+from test_explain import explain_lines_up
 from test_models import USER
 
 ALL_FORMATS = ("--formats", ",".join(converters.FORMATS), "--precisions", ",".join(converters.PRECISIONS))
@@ -64,6 +65,7 @@ def test_zoo_models_export_to_every_format_and_pass(arch, framework, tmp_path):
                if a["format"] == "ptl" and a["precision"] == "fp32")
     assert ptl["notes"]["frozen"] is True
     _validate_all(arts)
+    explain_lines_up(arts, must_show=["stem_relu6", "b1_1_add", "head_relu6", "pool", "fc"])
 
 
 def test_numpy_resnet_learns_digits_and_exports(tmp_path):
@@ -71,9 +73,15 @@ def test_numpy_resnet_learns_digits_and_exports(tmp_path):
     r = edgecnn("train", "--framework", "numpy", "--model", "resnet", "--out", run, "--json")
     assert r.code == 0, r
     assert r.json["test_accuracy"] >= 0.95, r.json
-    r = edgecnn("export", run, "--formats", "numpy,onnx", "--int8", "--out", arts)
+    r = edgecnn("export", run, "--formats", "numpy,onnx,tflite", "--int8", "--out", arts)
     assert r.code == 0, r
-    _validate_all(arts, 3)
+    _validate_all(arts, 5)
+    # its residual adds end in a relu, which ONNX Runtime's int8 folds into the add
+    spec = json.loads((run / "spec.json").read_text())
+    ops = {n["name"]: n["op"] for n in spec["graph"]}
+    after_add = [n["name"] for n in spec["graph"] if n["op"] == "relu" and ops.get(n["inputs"][0]) == "add"]
+    assert after_add
+    explain_lines_up(arts, must_show=after_add)
 
 
 def test_frozen_fp32_ptl_has_no_batchnorm(tmp_path):

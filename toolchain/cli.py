@@ -239,14 +239,14 @@ def import_(model, weights, dataset, data_dir, classes, divide_by, mean, std, ou
 
 @cli.command()
 @click.argument("art_dir", type=click.Path())
-@click.option("--samples", type=int, default=256, show_default=True, help="Test images to compare on.")
+@click.option("--samples", type=int, default=None, help="Test images to compare on [default: 256].")
 @click.option("--data-dir", type=click.Path(), default=None, help="Where the run's dataset is, if not where it was.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def explain(art_dir, samples, data_dir, as_json):
     """Where int8 loses accuracy: each layer of each int8 artifact in ART_DIR against the
     fp32 model at the same layer (SQNR, cosine, max error), and where the error jumps."""
     from .explain import explain as run_explain, table
-    doc = run_explain(art_dir, samples=samples, data_dir=data_dir)
+    doc = run_explain(art_dir, **({"samples": samples} if samples is not None else {}), data_dir=data_dir)
     click.echo(json.dumps(doc) if as_json else table(doc))
 
 

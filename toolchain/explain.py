@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.converters import bridge
-from edgecnn.runtime import ArtifactError, RuntimeMissing, runner_for
+from edgecnn.runtime import ArtifactError, RuntimeMissing, runner_class
 from edgecnn.runtime.evaluate import scale
 
-from . import data
+from . import data, outdir
 from .errors import BadInput
 from .export import BUILDERS
 from .runs import Run
@@ -56,26 +56,38 @@ def layer_of(scopes: list[str], graph) -> str | None:
         chain = graph.folded_chain(w)
         if set(chain) & set(names):
             names += chain
+    # a relu that is its input's only reader is folded into it too (ONNX Runtime's QDQ
+    # drops it and clips in the quantize step, after an add as after a conv)
+    for name in list(names):
+        readers = graph.consumers(name)
+        if len(readers) == 1 and readers[0]["op"] in ("relu", "relu6"):
+            names.append(readers[0]["name"])
     return max(names, key=order.get) if names else None
 
 
 def compare(reference: np.ndarray, got: np.ndarray) -> dict:
     ref, err = reference.astype(np.float64).ravel(), (got.astype(np.float64) - reference).ravel()
     noise = float(err @ err)
-    sqnr = EXACT_DB if noise == 0 else min(EXACT_DB, 10 * np.log10(max(float(ref @ ref), 1e-30) / noise))
+    if not np.isfinite(noise):  # NaN or inf in the artifact's tensor: as bad as it gets
+        sqnr = -EXACT_DB
+    else:
+        sqnr = EXACT_DB if noise == 0 else min(EXACT_DB, 10 * np.log10(max(float(ref @ ref), 1e-30) / noise))
     denom = float(np.linalg.norm(ref) * np.linalg.norm(got))
     return {"sqnr_db": round(float(sqnr), 2),
             "cosine": round(float(ref @ got.astype(np.float64).ravel()) / denom, 5) if denom else None,
             "max_abs_error": float(np.abs(err).max())}
 
 
-def _as_run(reference: dict, node: dict, channels_first: bool) -> np.ndarray:
-    """The reference output of `node` as the artifact holds it: a flatten in an NCHW
-    runtime orders its features channel first."""
-    if node["op"] == "flatten" and channels_first:
-        before = reference[node["inputs"][0]]
-        return before.transpose(0, 3, 1, 2).reshape(len(before), -1)
-    return reference[node["name"]]
+def _as_run(reference: dict, graph, name: str, channels_first: bool) -> np.ndarray:
+    """The reference output of layer `name` as the artifact holds it: features
+    flattened from an (H, W, C) map come channel first in an NCHW runtime, through any
+    elementwise layers after the flatten (the weight bridge's own rule)."""
+    value = reference[name]
+    hwc = bridge.flattened_map(graph, {"inputs": [name]}) if channels_first and value.ndim == 2 else None
+    if hwc is None:
+        return value
+    h, w, c = hwc
+    return value[:, np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).ravel()]
 
 
 def _jump(layers: list[dict]) -> dict | None:
@@ -85,10 +97,27 @@ def _jump(layers: list[dict]) -> dict | None:
     best = max(lay["sqnr_db"] for lay in layers)
     before = [best] + [lay["sqnr_db"] for lay in layers[:-1]]
     falls = [b - lay["sqnr_db"] for b, lay in zip(before, layers)]
-    i = int(np.argmax(falls))
-    if falls[i] < JUMP_DB or layers[i]["sqnr_db"] >= CLEAN_DB:
+    jumps = [i for i, (fall, lay) in enumerate(zip(falls, layers)) if fall >= JUMP_DB and lay["sqnr_db"] < CLEAN_DB]
+    if not jumps:
         return None
+    i = max(jumps, key=lambda k: falls[k])
     return {"layer": layers[i]["layer"], "from_db": before[i], "to_db": layers[i]["sqnr_db"]}
+
+
+def _same_model(folder, logits: np.ndarray, art_dir) -> None:
+    """The run folder still holds the model these artifacts were exported from: its
+    logits are export's fp32 reference (reference.npz, checked by its sha256)."""
+    ref = folder.manifest.get("reference") or {}
+    path = folder.folder / str(ref.get("file", "reference.npz"))
+    if not path.is_file():
+        return
+    if ref.get("sha256") and outdir.file_digests(path, "sha256")[0] != ref["sha256"]:
+        raise BadInput(f"{path}: it is not the reference export wrote (sha256 differs)")
+    with np.load(path) as z:
+        want = z["logits"][:len(logits)]
+    if want.shape != logits.shape or not np.abs(want - logits).max() <= bridge.TOLERANCE * 10:
+        raise BadInput(f"{art_dir}: the run folder's model is not the one these artifacts were exported from "
+                       f"(its logits differ from the export's reference); export again")
 
 
 def explain(art_dir, samples: int = SAMPLES, data_dir=None) -> dict:
@@ -98,6 +127,7 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None) -> dict:
     folder = open_artifact(art_dir, precisions=["int8"])
     if not folder.entries:
         raise BadInput(f"{art_dir}: no int8 artifacts to explain; export them with --int8")
+    folder.verify()  # nothing is loaded that is not the file export wrote
     run_dir = folder.model.get("run")
     run = Run(run_dir) if isinstance(run_dir, str) else None
     if run is None or run.native:
@@ -105,18 +135,29 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None) -> dict:
                        f"{'has no run folder' if run is None else 'was imported in its own framework'}")
     graph = run.spec.graph
     ds = data.load(run.dataset, data_dir or run.data_dir)
+    if ds.input_shape != run.spec.input_shape:
+        raise BadInput(f"dataset {run.dataset!r} has {ds.input_shape} images; the run takes {run.spec.input_shape}")
     x = scale(ds.x_test[:samples], run.spec.scaling)
     reference = _reference_net(run).forward(x, keep=True)
+    _same_model(folder, reference[graph.output], art_dir)
     order = {n["name"]: i for i, n in enumerate(graph.nodes)}
-    nodes = {n["name"]: n for n in graph.nodes}
     artifacts = []
     for entry in folder.entries:
+        row = {"format": entry["format"], "file": entry["file"], "exposed": False}
+        cls = runner_class(entry["format"])
+        if entry.get("status") != "ok":
+            row["reason"] = f"export failed: {entry.get('reason', 'no file')}"
+        elif not cls.has_taps():  # not loaded at all: a .ptl runs code when it loads
+            row["reason"] = cls.no_taps
+        if "reason" in row:
+            artifacts.append(row)
+            continue
         try:
-            runner = runner_for(entry["format"], folder.folder / entry["file"]).load()
+            runner = cls(folder.folder / entry["file"]).load()
             taps = runner.taps(x)
         except (ArtifactError, RuntimeMissing) as e:
             raise BadInput(f"{entry['file']}: {e}") from None
-        row = {"format": entry["format"], "file": entry["file"], "exposed": taps is not None}
+        row["exposed"] = taps is not None
         if taps is None:
             row["reason"] = runner.no_taps
             artifacts.append(row)
@@ -127,7 +168,7 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None) -> dict:
             name = layer_of(scopes, graph) or (graph.output if i == len(taps) - 1 else None)
             if name in reference and reference[name].shape == value.shape:
                 found[name] = value  # the last tensor tied to a layer is its output
-        row["layers"] = [dict(layer=name, **compare(_as_run(reference, nodes[name], channels_first), value))
+        row["layers"] = [dict(layer=name, **compare(_as_run(reference, graph, name, channels_first), value))
                          for name, value in sorted(found.items(), key=lambda kv: order[kv[0]])]
         row["jump"] = _jump(row["layers"])
         artifacts.append(row)

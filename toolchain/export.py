@@ -213,8 +213,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                 converter=meta["converter"], versions=meta["versions"],
                 input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
                 output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
-                calibration=None if precision == "fp32" else _calibration_entry(calib_info, ranges,
-                                                                                options[CALIBRATION]),
+                calibration=(None if precision == "fp32" else calib_info if precision != "int8"
+                             else _calibration_entry(calib_info, ranges, options[CALIBRATION])),
                 notes=meta.get("notes", {}))
             log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
         except Exception as e:  # one format failing must not stop the rest

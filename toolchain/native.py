@@ -98,6 +98,13 @@ def _check_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
+            if len(set(names)) != len(names):  # readers may disagree on which copy counts
+                raise BadInput(f"{path}: it holds two members of the same name; refusing it")
+            objects = [n for n in names if Path(n).name.startswith((pt2.CUSTOM_OBJ_FILENAME_PREFIX,
+                                                                    pt2.OPAQUE_OBJ_FILENAME_PREFIX))]
+            if objects:
+                raise BadInput(f"{path}: it holds Python objects that only pickle can load ({Path(objects[0]).name}); "
+                               f"edgecnn loads programs made of a graph and tensors only")
             compiled = [n for n in names
                         if any(f"/{d.rstrip('/')}" in f"/{n}" for d in (pt2.AOTINDUCTOR_DIR, pt2.EXECUTORCH_DIR,
                                                                        pt2.MTIA_DIR))]
@@ -113,7 +120,8 @@ def _check_archive(path: Path) -> None:
                             raise BadInput(f"{path}: it holds Python objects that only pickle can load "
                                            f"({payload.get('path_name')}); edgecnn loads programs made of a "
                                            f"graph and tensors only")
-    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:  # ValueError: bad JSON
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError, NotImplementedError,
+            RuntimeError) as e:  # ValueError: bad JSON; the last two: compression, encryption
         raise BadInput(f"{path}: cannot read the program ({brief(e)})") from None
 
 
