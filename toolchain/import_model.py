@@ -246,7 +246,7 @@ def import_model(model, dataset: str, out, data_dir=None, classes: str | None = 
 
     x_test = scale(ds.x_test, scaling)
     probe = x_test[:PROOF_IMAGES]
-    want = _run_user_model(source, source.model, probe, what)
+    want = _run_user_model(source.run, source.model, probe, what)
     diff = _proof(want, source.run(twin, probe), dropped_softmax, what, "edgecnn's graph of it")
     metrics = evaluate_logits(source.run(twin, x_test), ds.y_test, spec.classes)
     origin = _origin(source, GRAPH, path, weights, entry and text, probe, diff, dropped_softmax,
@@ -267,16 +267,16 @@ def _import_native(source, why, what, path, weights, entry, ds, dataset, data_di
     reloaded from the run folder as export will load it, and proven against the model."""
     x_test = scale(ds.x_test, scaling)
     probe = x_test[:PROOF_IMAGES]
-    want = _run_user_model(source, source.model, probe, what)
+    want = _run_user_model(source.run, source.model, probe, what)
     with outdir.staged(out, force, "run folder") as tmp:
         source.keep(tmp)
         file = native.FILES[source.framework]
         kind, kept = native.load(source.framework, tmp / file)
-        saved_model = _Saved(kind)
-        diff = _proof(want, _run_user_model(saved_model, kept, probe, what), False, what, "the saved model")
+        saved = lambda m, x: native.logits(kind, m, x)  # noqa: E731  as export runs it
+        diff = _proof(want, _run_user_model(saved, kept, probe, what), False, what, "the saved model")
         spec = native.Spec(ds.input_shape, _class_names(classes, ds, int(want.shape[1]), what), scaling,
                            Path(what).name)
-        metrics = evaluate_logits(_run_user_model(saved_model, kept, x_test, what), ds.y_test, spec.classes)
+        metrics = evaluate_logits(_run_user_model(saved, kept, x_test, what), ds.y_test, spec.classes)
         origin = _origin(source, native.READ_AS, path, weights, entry, probe, diff, False, outside_vocabulary=why)
         run = _write_run(tmp, source, dataset, data_dir, file, native.count_params(kind, kept), None,
                          native.ARCH, origin, spec.to_json(), metrics)
@@ -286,19 +286,10 @@ def _import_native(source, why, what, path, weights, entry, ds, dataset, data_di
             "max_abs_diff": diff}
 
 
-class _Saved:
-    """The model as the run folder holds it, run as export will run it."""
-
-    def __init__(self, kind):
-        self.kind = kind
-
-    def run(self, model, x):
-        return native.logits(self.kind, model, x)
-
-
-def _run_user_model(source, model, probe, what) -> np.ndarray:
+def _run_user_model(run, model, probe, what) -> np.ndarray:
+    """`run(model, probe)`, where anything it raises is the model's fault: one line."""
     try:
-        return source.run(model, probe)
+        return run(model, probe)
     except Exception as e:  # the user's model (or code) may raise anything
         raise BadInput(f"{what}: running it on {len(probe)} images failed ({brief(e)})") from None
 
