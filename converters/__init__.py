@@ -31,6 +31,10 @@ FLOAT_LAYERS = "float_layers"
 # ranges from the calibration images, one of the converter's CALIBRATIONS (its default
 # first); export --calibration picks it where the quantizer offers it.
 CALIBRATION = "calibration"
+# The third: how finely int8 weights are scaled, one scale per output channel (the
+# default) or one per layer; export --weight-granularity. Every int8 quantizer offers both.
+GRANULARITY = "weight_granularity"
+GRANULARITIES = ("per-channel", "per-tensor")
 
 
 # the kinds of model kept in their own framework, as converters receive them: a Keras

@@ -19,7 +19,7 @@ import numpy as np
 from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.quiet import quiet
 
-from . import CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS
+from . import CALIBRATION, FLOAT_LAYERS, GRANULARITY, NATIVE_KINDS
 
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
@@ -35,7 +35,7 @@ ENTROPY_BINS = 2048
 OPSET = 18
 INPUT, OUTPUT = "image", "logits"
 # what makes the int8 file answer the same on every CPU, recorded in the manifest
-INT8 = {"weights": "int8 per output channel, 7-bit range [-64, 63]", "activations": "int8, 8-bit range",
+INT8 = {"activations": "int8, 8-bit range",
         "same_on": "x86 with and without VNNI, ARM",
         "why": "x86 kernels without VNNI add u8 x s8 pairs into a saturating int16; 7-bit weights cannot "
                "overflow it"}
@@ -125,16 +125,18 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
                   "percentile": CalibrationMethod.Percentile}[ranges]
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         floats = options.get(FLOAT_LAYERS) or {}
+        per_channel = (options.get(GRANULARITY) or "per-channel") == "per-channel"
         cache = _entropy_ranges(pre, Reader(), Path(tmp)) if ranges == "entropy" else None
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, calibration_cache_path=cache,
-                        per_channel=True, reduce_range=bits == 7, activation_type=QuantType.QInt8,
+                        per_channel=per_channel, reduce_range=bits == 7, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
     versions["onnxruntime"] = onnxruntime.__version__
-    notes = {"opset": opset, "quantization": f"QDQ, per-channel S8S8, {bits}-bit weights"
+    scales = "per-channel" if per_channel else "per-tensor"
+    notes = {"opset": opset, "quantization": f"QDQ, {scales} S8S8, {bits}-bit weights"
                                              f"{' (reduce_range)' if bits == 7 else ''}, {method.name}",
-             "int8": INT8 if bits == 7 else {"weights": "int8 per output channel, 8-bit range",
-                                             "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"}}
+             "int8": (dict(INT8, weights=f"int8 {scales}, 7-bit range [-64, 63]") if bits == 7 else
+                      {"weights": f"int8 {scales}, 8-bit range", "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"})}
     if floats:
         notes[FLOAT_LAYERS] = list(floats)
     return {"converter": f"{converter} + onnxruntime.quantization.quantize_static",

@@ -34,7 +34,7 @@ from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.graph import INPUT
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
-from . import CALIBRATION, FLOAT_LAYERS, Option
+from . import CALIBRATION, FLOAT_LAYERS, GRANULARITY, Option
 
 TWIN = "torch"
 REQUIRES = (("torch",),)
@@ -58,7 +58,7 @@ ENGINE = Option("engine", ENGINES, "qnnpack",
 OPTIONS = (ENGINE,)
 FUSIONS = (("Conv2d", "BatchNorm2d", "ReLU"), ("Conv2d", "BatchNorm2d"), ("Conv2d", "ReLU"), ("Linear", "ReLU"))
 # what makes the int8 file answer the same on every engine and CPU, recorded in the manifest
-INT8 = {"weights": "int8 per output channel, 8-bit range", "activations": "uint8, 7-bit range [0, 127]",
+INT8 = {"activations": "uint8, 7-bit range [0, 127]",
         "same_on": "the x86 (fbgemm) engine with and without VNNI, qnnpack",
         "why": "x86 kernels without VNNI add u8 x s8 pairs into a saturating int16; 7-bit activations cannot "
                "overflow it"}
@@ -92,7 +92,8 @@ def fusions(model) -> list[list[str]]:
     return out
 
 
-def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRATIONS[0]):
+def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRATIONS[0],
+               granularity: str = "per-channel"):
     import torch
     import torch.ao.quantization as tq
 
@@ -146,6 +147,8 @@ def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRAT
     wrapped.qconfig = tq.get_default_qconfig("x86")
     if ranges == "minmax":  # the same 7-bit activations, ranged by min and max
         wrapped.qconfig = wrapped.qconfig._replace(activation=tq.MinMaxObserver.with_args(reduce_range=True))
+    if granularity == "per-tensor":  # one symmetric scale per layer, as the per-channel default's
+        wrapped.qconfig = wrapped.qconfig._replace(weight=tq.default_weight_observer)
     prepared = tq.prepare(wrapped)
     with torch.inference_mode():
         for i in range(0, len(calib_nchw), 100):
@@ -166,10 +169,11 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
         floats = options.get(FLOAT_LAYERS) or {}
         ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
-        model = _quantized(model, calib_nchw, engine, floats, ranges)
-        notes.update(engine=engine, per_channel_weights=True,
+        granularity = options.get(GRANULARITY) or "per-channel"
+        model = _quantized(model, calib_nchw, engine, floats, ranges, granularity)
+        notes.update(engine=engine, per_channel_weights=granularity == "per-channel",
                      quantization=f"static, fused conv+relu and linear+relu, 7-bit activations, {ranges} observers",
-                     int8=INT8)
+                     int8=dict(INT8, weights=f"int8 {granularity}, 8-bit range"))
         if floats:
             notes[FLOAT_LAYERS] = list(floats)
     with torch.inference_mode():

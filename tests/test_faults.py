@@ -16,7 +16,7 @@ import pytest
 from conftest import EDGECNN, FAST_BENCH, edgecnn
 
 # moments to kill at, as fractions of an uninterrupted run of the same command
-KILL_AT = (0.15, 0.4, 0.65, 0.85, 0.97)
+KILL_AT = (0.2, 0.55, 0.95)
 
 
 def run_killed_at(args, delay: float) -> int | None:

@@ -166,6 +166,11 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
                    + "; ".join(f"{f}: {', '.join(converters.converter(f).CALIBRATIONS)}" for f in converters.FORMATS
                                if hasattr(converters.converter(f), "CALIBRATIONS"))
                    + ") [default: each one's first].")
+@click.option("--weight-granularity", type=click.Choice(converters.GRANULARITIES), default=None,
+              help="int8 weight scales: one per output channel, or one per layer [default: per-channel].")
+@click.option("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+              help="Repair: an int8 artifact that loses more test accuracy than this keeps its most harmful "
+                   "layers in float, one more at a time, until it fits; each step is listed.")
 @_converter_options
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Where to find the run's dataset if not where training found it.")
@@ -173,8 +178,8 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
               help="Artifact folder [default: artifacts/RUN_NAME].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
-def export(run_dir, formats, int8, precisions, calib_samples, float_layers, calibration, data_dir, out, force,
-           as_json, **flags):
+def export(run_dir, formats, int8, precisions, calib_samples, float_layers, calibration, weight_granularity,
+           max_accuracy_drop, data_dir, out, force, as_json, **flags):
     """Export a trained run to edge artifacts, with a manifest."""
     from . import export as exporting
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
@@ -185,7 +190,8 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, cali
     manifest, code = exporting.export(run_dir, fmts, precs, out, force=force,
                                       calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir,
                                       float_layers=[n.strip() for n in float_layers.split(",") if n.strip()],
-                                      calibration=calibration)
+                                      calibration=calibration, granularity=weight_granularity,
+                                      max_accuracy_drop=max_accuracy_drop)
     if as_json:
         click.echo(json.dumps(manifest))
     else:

@@ -24,14 +24,15 @@ from edgecnn.runtime import ArtifactError, RuntimeMissing, runner_class
 from edgecnn.runtime.evaluate import scale
 
 from . import data, outdir
+from .columns import columns
 from .errors import BadInput
 from .export import BUILDERS
 from .runs import Run
+from .stats import compare
 
 SAMPLES = 256  # test images: enough for stable SQNR, quick on every runtime
 JUMP_DB = 6.0  # a fall in SQNR that counts as a jump: the error's energy grows fourfold
 CLEAN_DB = 30.0  # ... down to below this (int8 gives about 6 dB a bit; 30 dB is 5 good bits)
-EXACT_DB = 99.0  # an SQNR where the error is zero
 
 
 def _reference_net(run: Run):
@@ -63,19 +64,6 @@ def layer_of(scopes: list[str], graph) -> str | None:
         if len(readers) == 1 and readers[0]["op"] in ("relu", "relu6"):
             names.append(readers[0]["name"])
     return max(names, key=order.get) if names else None
-
-
-def compare(reference: np.ndarray, got: np.ndarray) -> dict:
-    ref, err = reference.astype(np.float64).ravel(), (got.astype(np.float64) - reference).ravel()
-    noise = float(err @ err)
-    if not np.isfinite(noise):  # NaN or inf in the artifact's tensor: as bad as it gets
-        sqnr = -EXACT_DB
-    else:
-        sqnr = EXACT_DB if noise == 0 else min(EXACT_DB, 10 * np.log10(max(float(ref @ ref), 1e-30) / noise))
-    denom = float(np.linalg.norm(ref) * np.linalg.norm(got))
-    return {"sqnr_db": round(float(sqnr), 2),
-            "cosine": round(float(ref @ got.astype(np.float64).ravel()) / denom, 5) if denom else None,
-            "max_abs_error": float(np.abs(err).max())}
 
 
 def _as_run(reference: dict, graph, name: str, channels_first: bool) -> np.ndarray:
@@ -184,8 +172,7 @@ def table(doc: dict) -> str:
     for n in names:
         rows.append((n, *(f"{b[n]['sqnr_db']:.1f}" if n in b else "-" for b in by),
                      *(f"{b[n]['cosine']:.4f}" if n in b and b[n]["cosine"] is not None else "-" for b in by)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = columns(rows)
     for a in doc["artifacts"]:
         if not a["exposed"]:
             lines.append(f"{a['format']}: not explained: {a['reason']}")

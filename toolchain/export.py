@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn import converters
-from edgecnn.converters import CALIBRATION, FLOAT_LAYERS, bridge, converter
+from edgecnn.converters import CALIBRATION, FLOAT_LAYERS, GRANULARITY, bridge, converter
 from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
 
-from . import __version__, data, models, native, outdir, preprocess
+from . import __version__, data, models, native, outdir, preprocess, repair
+from .columns import columns
 from .errors import BadInput, brief, disk_full
 from .runs import Run
 
@@ -101,11 +102,15 @@ def float_chains(graph, names, precisions) -> dict[str, list[str]]:
 
 
 def export(run_dir, formats, precisions, out, force=False, calib_samples=None, options: dict | None = None,
-           data_dir=None, log=None, float_layers=(), calibration: str | None = None) -> tuple[dict, int]:
+           data_dir=None, log=None, float_layers=(), calibration: str | None = None,
+           granularity: str | None = None, max_accuracy_drop: float | None = None) -> tuple[dict, int]:
     """`options`: the converters' own options by name (converters.options()); the rest
     take their defaults. `float_layers`: conv2d and dense layers that every int8
     artifact keeps in float (float_chains). `calibration`: the range estimator each int8
-    quantizer uses where it offers it (converters.calibration_for); None for their own."""
+    quantizer uses where it offers it (converters.calibration_for); None for their own.
+    `granularity`: per-channel (None: the default) or per-tensor int8 weights.
+    `max_accuracy_drop`: points of test accuracy an int8 artifact may lose before more of
+    its layers are kept in float (repair.fit)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     known = converters.options()
     unknown = sorted(set(options or {}) - set(known))
@@ -131,10 +136,18 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, o
         if "int8" not in precisions:
             raise BadInput("--calibration sets how int8 artifacts are calibrated; add --int8")
     options[CALIBRATION] = calibration
+    if granularity is not None:
+        if granularity not in converters.GRANULARITIES:
+            raise BadInput(f"unknown weight granularity {str(granularity)[:40]!r}; choose "
+                           f"{' or '.join(converters.GRANULARITIES)}")
+        if "int8" not in precisions:
+            raise BadInput("--weight-granularity sets how int8 weights are scaled; add --int8")
+    options[GRANULARITY] = granularity or converters.GRANULARITIES[0]
+    budget = repair.check_budget(max_accuracy_drop, precisions, run.native)
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
     with outdir.staged(out, force, "artifact folder") as tmp:
-        return _export_into(tmp, run, run_dir, pairs, calib_samples, options, data_dir, log)
+        return _export_into(tmp, run, run_dir, pairs, calib_samples, options, data_dir, log, budget)
 
 
 def _native_plan(run: Run, pairs):
@@ -148,8 +161,10 @@ def _native_plan(run: Run, pairs):
     return planned
 
 
-def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, data_dir, log) -> tuple[dict, int]:
-    """`pairs`: (format, precision, why it cannot be made or None)."""
+def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, data_dir, log,
+                 budget: float | None = None) -> tuple[dict, int]:
+    """`pairs`: (format, precision, why it cannot be made or None). `budget`: the
+    accuracy drop, in points, that int8 artifacts are repaired to fit."""
     seed = run.seed
     try:
         ds = data.load(run.dataset, data_dir or run.data_dir)
@@ -182,6 +197,9 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                             "tolerance": bridge.TOLERANCE})
         log(f"bridge {direction}: max abs logit difference {diff:.2e} on {BRIDGE_IMAGES} test images")
 
+    test = repair.Images(ds.x_test, ds.y_test, run.spec.scaling, reference)
+    rank_on = None if calib is None or budget is None else repair.Images(
+        ds.x_train[calib_idx], ds.y_train[calib_idx], run.spec.scaling, bridge.logits(source, model, calib))
     entries = []
     failed = 0
     for fmt, precision, unavailable in pairs:
@@ -196,16 +214,29 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
             continue
         log(f"exporting {fmt} {precision} ...")
         t = time.perf_counter()
-        try:
+        ranges = converters.calibration_for(fmt, options[CALIBRATION])
+
+        def make(floats: dict, dest: Path, fmt=fmt, precision=precision, conv=conv, ranges=ranges) -> dict:
             with warnings.catch_warnings(), quiet():
                 warnings.simplefilter("ignore")
                 # fp32 converters only trace with the images: any real ones will do
                 images = calib if calib is not None else x_test[:8]
-                ranges = converters.calibration_for(fmt, options[CALIBRATION])
-                own = dict(options, **{CALIBRATION: ranges})
-                meta = (converters.export_native(fmt, source, model, precision, images, path, own)
-                        if run.native else conv.export(twins[conv.TWIN], precision, images, path, own))
-                runner = runner_for(fmt, path).load()  # proves the file loads in its runtime
+                own = dict(options, **{CALIBRATION: ranges, FLOAT_LAYERS: floats})
+                meta = (converters.export_native(fmt, source, model, precision, images, dest, own)
+                        if run.native else conv.export(twins[conv.TWIN], precision, images, dest, own))
+                runner_for(fmt, dest).load()  # proves the file loads in its runtime
+            return meta
+
+        try:
+            meta = make(options[FLOAT_LAYERS], path)
+            record = None
+            if budget is not None and precision == "int8":
+                record, repaired = repair.fit(
+                    fmt, make, path, run.spec.graph.weighted_layers(), options[FLOAT_LAYERS],
+                    run.spec.graph.folded_chain, budget, test, rank_on, log)
+                meta = repaired or meta
+            with quiet():
+                runner = runner_for(fmt, path).load()
             seconds = time.perf_counter() - t
             sha, = outdir.file_digests(path, "sha256")
             entry.update(
@@ -215,7 +246,9 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                 output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
                 calibration=(None if precision == "fp32" else calib_info if precision != "int8"
                              else _calibration_entry(calib_info, ranges, options[CALIBRATION])),
-                notes=meta.get("notes", {}))
+                notes=meta.get("notes", {}), **({"repair": record} if record else {}))
+            if record and not record["met"]:
+                failed += 1  # the artifact is kept, but the budget asked for was not met
             log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
         except Exception as e:  # one format failing must not stop the rest
             if disk_full(e):  # but a full disk stops them all: nothing is replaced
@@ -274,6 +307,9 @@ def table(manifest: dict) -> str:
         if calibration.get("asked"):
             status += f", calibration: {calibration['ranges']} ({calibration['asked']} not offered)"
         rows.append((a["format"], a["precision"], size, status, f"{a['seconds']:.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    lines = columns(rows)
+    for a in manifest["artifacts"]:
+        if a.get("repair"):
+            lines.append(repair.table(a["format"], a["repair"]))
+    return "\n".join(lines)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgecnn.runtime import RUNNERS, Runner, runner_class
 
 from . import crosscheck, outdir
+from .columns import columns
 
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
 
@@ -69,10 +70,7 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
 
 
 def table(doc: dict) -> str:
-    rs = rows(doc)
-    widths = [max(len(r[i]) for r in rs) for i in range(len(rs[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rs]
-    return "\n".join(lines)
+    return "\n".join(columns(rows(doc)))
 
 
 def _target_line(doc: dict) -> str:
