@@ -172,7 +172,8 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         granularity = options.get(GRANULARITY) or "per-channel"
         model = _quantized(model, calib_nchw, engine, floats, ranges, granularity)
         notes.update(engine=engine, per_channel_weights=granularity == "per-channel",
-                     quantization=f"static, fused conv+relu and linear+relu, 7-bit activations, {ranges} observers",
+                     quantization=f"static, fused conv+relu and linear+relu, {granularity} weights, 7-bit "
+                                  f"activations, {ranges} observers",
                      int8=dict(INT8, weights=f"int8 {granularity}, 8-bit range"))
         if floats:
             notes[FLOAT_LAYERS] = list(floats)

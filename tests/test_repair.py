@@ -9,11 +9,20 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
 
 BUDGET = 1.0
+
+
+def _weight_scale_sizes(path) -> set[int]:
+    """The sizes of the scales of every DequantizeLinear in an int8 ONNX file: 1 for a
+    tensor's one scale, the channel count for per-channel weights."""
+    m = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    return {inits[n.input[1]].size for n in m.graph.node if n.op_type == "DequantizeLinear"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +68,8 @@ def test_repair_keeps_the_most_harmful_layers_in_float_until_the_drop_fits(skewe
         assert a["notes"].get("float_layers", []) == steps[-1]["float_layers"]
         assert validated[a["format"]]["accuracy"] == pytest.approx(steps[-1]["accuracy"])
         assert f"repair of {a['format']} int8 (budget 1 points" in r.out
-        assert "per-tensor" in json.dumps(a["notes"])
+        assert "per-tensor" in a["notes"]["quantization"]
+    assert _weight_scale_sizes(out / "model.int8.onnx") == {1}  # the quantizer was told, not just the notes
 
 
 def test_within_budget_nothing_is_repaired(digits_run, tmp_path):
@@ -69,7 +79,7 @@ def test_within_budget_nothing_is_repaired(digits_run, tmp_path):
     assert r.code == 0, r
     a, = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert a["repair"]["met"] and len(a["repair"]["steps"]) == 1 and "ranking" not in a["repair"]
-    assert "per-channel" in a["notes"]["quantization"]
+    assert "per-channel" in a["notes"]["quantization"] and max(_weight_scale_sizes(out / "model.int8.onnx")) > 1
 
 
 @pytest.mark.parametrize("args, fragments", [

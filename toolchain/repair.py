@@ -110,9 +110,14 @@ def fit(fmt: str, make: Callable[[dict, Path], dict], path: Path, layers: list[s
         for r in (r for r in ranking if "error" not in r):
             floats[r["layer"]] = chain(r["layer"])
             trial = Path(tmp) / f"step{len(steps)}{path.suffix}"
-            meta = make(floats, trial)
-            steps.append(step(floats, trial))
-            best = trial
+            try:
+                made = make(floats, trial)
+                steps.append(step(floats, trial))
+            except Exception as e:  # the file of the last good step is kept, and the reason recorded
+                record["error"] = f"with {', '.join(floats)} in float: {brief(e, 200)}"
+                log(f"  {fmt} int8 repair stopped: {record['error']}")
+                break
+            meta, best = made, trial
             s = steps[-1]
             log(f"  {fmt} int8 with {r['layer']} also float: {s['accuracy']:.2%}, drop {s['drop']:.2f} points, "
                 f"{s['bytes'] / 1024:.0f} KB, p50 {s['latency_ms']:.3f} ms")
@@ -127,7 +132,8 @@ def table(fmt: str, record: dict) -> str:
     """One artifact's repair, step by step, for the export table."""
     head = (f"repair of {fmt} int8 (budget {record['budget']:g} points below fp32's "
             f"{record['reference_accuracy']:.2%} on {record['test_images']} test images): "
-            + ("met" if record["met"] else "NOT met, every layer tried"))
+            + ("met" if record["met"] else
+               f"NOT met, {len(record['steps']) - 1} of {len(record.get('ranking', []))} layers tried in float"))
     rows = [("float layers", "accuracy", "drop", "size", "p50 latency")]
     for s in record["steps"]:
         rows.append((", ".join(s["float_layers"]) or "(none)", f"{s['accuracy']:.2%}", f"{s['drop']:.2f}",
