@@ -37,6 +37,11 @@ GRANULARITY = "weight_granularity"
 GRANULARITIES = ("per-channel", "per-tensor")
 
 
+def granularity(options: dict) -> str:
+    """The weight granularity an int8 converter was asked for, the default when none was."""
+    return options.get(GRANULARITY) or GRANULARITIES[0]
+
+
 # the kinds of model kept in their own framework, as converters receive them: a Keras
 # model, a torch.export program (wrapped as an nn.Module) and an ONNX file's path
 NATIVE_KINDS = {"keras": "a Keras model", "torch": "a torch.export program", "onnx": "an ONNX file"}

@@ -19,7 +19,7 @@ import numpy as np
 from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.quiet import quiet
 
-from . import CALIBRATION, FLOAT_LAYERS, GRANULARITY, NATIVE_KINDS
+from . import CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS, granularity
 
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
@@ -125,14 +125,13 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
                   "percentile": CalibrationMethod.Percentile}[ranges]
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         floats = options.get(FLOAT_LAYERS) or {}
-        per_channel = (options.get(GRANULARITY) or "per-channel") == "per-channel"
+        scales = granularity(options)
         cache = _entropy_ranges(pre, Reader(), Path(tmp)) if ranges == "entropy" else None
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, calibration_cache_path=cache,
-                        per_channel=per_channel, reduce_range=bits == 7, activation_type=QuantType.QInt8,
+                        per_channel=scales == "per-channel", reduce_range=bits == 7, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
     versions["onnxruntime"] = onnxruntime.__version__
-    scales = "per-channel" if per_channel else "per-tensor"
     notes = {"opset": opset, "quantization": f"QDQ, {scales} S8S8, {bits}-bit weights"
                                              f"{' (reduce_range)' if bits == 7 else ''}, {method.name}",
              "int8": (dict(INT8, weights=f"int8 {scales}, 7-bit range [-64, 63]") if bits == 7 else

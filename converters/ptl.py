@@ -34,7 +34,7 @@ from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.graph import INPUT
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
-from . import CALIBRATION, FLOAT_LAYERS, GRANULARITY, Option
+from . import CALIBRATION, FLOAT_LAYERS, GRANULARITIES, Option, granularity
 
 TWIN = "torch"
 REQUIRES = (("torch",),)
@@ -93,7 +93,7 @@ def fusions(model) -> list[list[str]]:
 
 
 def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRATIONS[0],
-               granularity: str = "per-channel"):
+               scales: str = GRANULARITIES[0]):
     import torch
     import torch.ao.quantization as tq
 
@@ -147,7 +147,7 @@ def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRAT
     wrapped.qconfig = tq.get_default_qconfig("x86")
     if ranges == "minmax":  # the same 7-bit activations, ranged by min and max
         wrapped.qconfig = wrapped.qconfig._replace(activation=tq.MinMaxObserver.with_args(reduce_range=True))
-    if granularity == "per-tensor":  # one symmetric scale per layer, as the per-channel default's
+    if scales == "per-tensor":  # one symmetric scale per layer, as the per-channel default's
         wrapped.qconfig = wrapped.qconfig._replace(weight=tq.default_weight_observer)
     prepared = tq.prepare(wrapped)
     with torch.inference_mode():
@@ -169,12 +169,12 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
             raise ValueError(f"unknown quantization engine {engine!r}; choose {', '.join(ENGINES)}")
         floats = options.get(FLOAT_LAYERS) or {}
         ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
-        granularity = options.get(GRANULARITY) or "per-channel"
-        model = _quantized(model, calib_nchw, engine, floats, ranges, granularity)
-        notes.update(engine=engine, per_channel_weights=granularity == "per-channel",
-                     quantization=f"static, fused conv+relu and linear+relu, {granularity} weights, 7-bit "
+        scales = granularity(options)
+        model = _quantized(model, calib_nchw, engine, floats, ranges, scales)
+        notes.update(engine=engine, per_channel_weights=scales == "per-channel",
+                     quantization=f"static, fused conv+relu and linear+relu, {scales} weights, 7-bit "
                                   f"activations, {ranges} observers",
-                     int8=dict(INT8, weights=f"int8 {granularity}, 8-bit range"))
+                     int8=dict(INT8, weights=f"int8 {scales}, 8-bit range"))
         if floats:
             notes[FLOAT_LAYERS] = list(floats)
     with torch.inference_mode():

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecnn.runtime.quiet import quiet
 
-from . import FLOAT_LAYERS, GRANULARITY
+from . import FLOAT_LAYERS, granularity
 
 TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
@@ -39,11 +39,11 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        granularity = options.get(GRANULARITY) or "per-channel"
+        scales = granularity(options)
         # the converter's only switch for one scale per layer is this private attribute
         # (TF 2.x: the quantization debugger reads it too)
-        converter._experimental_disable_per_channel = granularity == "per-tensor"
-        notes["quantization"] = f"full integer, {granularity} weights, int8 input and output"
+        converter._experimental_disable_per_channel = scales == "per-tensor"
+        notes["quantization"] = f"full integer, {scales} weights, int8 input and output"
     elif precision == "dynamic":
         notes["quantization"] = "dynamic range: int8 weights, float activations"
     with quiet():  # the converter prints a SavedModel dump on stdout
