@@ -35,6 +35,10 @@ CALIBRATION = "calibration"
 # default) or one per layer; export --weight-granularity. Every int8 quantizer offers both.
 GRANULARITY = "weight_granularity"
 GRANULARITIES = ("per-channel", "per-tensor")
+# Not an option but a dict an int8 converter may keep state in between calls that differ
+# only in FLOAT_LAYERS (repair's steps, explain's one-layer variants: the same model,
+# calibration images and other options), so that it calibrates once for all of them.
+CACHE = "cache"
 
 
 def granularity(options: dict) -> str:

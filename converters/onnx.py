@@ -19,7 +19,7 @@ import numpy as np
 from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.quiet import quiet
 
-from . import CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS, granularity
+from . import CACHE, CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS, granularity
 
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
@@ -106,9 +106,18 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
     bits = options.get("weight_bits", 7)
     if bits not in WEIGHT_BITS:
         raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}, not {bits!r}")
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
-        fp32_file(fp32)
+    cache = options.get(CACHE)
+    work = None if cache is None else cache.get("onnx")
+    if work is None:  # the fp32 file, pre-processed, and its activation ranges once calibrated
+        work = tempfile.TemporaryDirectory(prefix="edgecnn-onnx-")
+        if cache is not None:
+            cache["onnx"] = work
+    try:
+        tmp = Path(work.name)
+        fp32, pre, ranges_file = tmp / "fp32.onnx", tmp / "pre.onnx", tmp / "ranges.json"
+        if not pre.is_file():
+            fp32_file(fp32)
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         runner = OnnxRuntimeRunner(fp32).load()  # the file's input name and layout
 
         class Reader(CalibrationDataReader):
@@ -123,14 +132,19 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
         ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[ranges]
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         floats = options.get(FLOAT_LAYERS) or {}
         scales = granularity(options)
-        cache = _entropy_ranges(pre, Reader(), Path(tmp)) if ranges == "entropy" else None
-        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, calibration_cache_path=cache,
-                        per_channel=scales == "per-channel", reduce_range=bits == 7, activation_type=QuantType.QInt8,
+        if ranges == "entropy" and not ranges_file.is_file():
+            _entropy_ranges(pre, Reader(), tmp, ranges_file)
+        # quantize_static calibrates into ranges_file, or reads it when it is there
+        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                        calibration_cache_path=ranges_file, per_channel=scales == "per-channel",
+                        reduce_range=bits == 7, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
+    finally:
+        if cache is None:
+            work.cleanup()
     versions["onnxruntime"] = onnxruntime.__version__
     notes = {"opset": opset, "quantization": f"QDQ, {scales} S8S8, {bits}-bit weights"
                                              f"{' (reduce_range)' if bits == 7 else ''}, {method.name}",
@@ -142,9 +156,9 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
             "versions": versions, "layout": layout, "notes": notes}
 
 
-def _entropy_ranges(model: Path, reader, tmp: Path) -> Path:
-    """Entropy (KL) activation ranges from an ENTROPY_BINS histogram, written as a
-    quantize_static calibration cache."""
+def _entropy_ranges(model: Path, reader, tmp: Path, cache: Path) -> None:
+    """Entropy (KL) activation ranges from an ENTROPY_BINS histogram, written into
+    `cache` as a quantize_static calibration cache."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
     calibrator = create_calibrator(model, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
@@ -152,9 +166,7 @@ def _entropy_ranges(model: Path, reader, tmp: Path) -> Path:
                                    calibrate_method=CalibrationMethod.Entropy,
                                    extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128})
     calibrator.collect_data(reader)
-    cache = tmp / "ranges.json"
     save_tensors_data(calibrator.compute_data(), cache)
-    return cache
 
 
 def _layout_of(path: Path) -> str:

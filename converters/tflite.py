@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecnn.runtime.quiet import quiet
 
-from . import FLOAT_LAYERS, granularity
+from . import CACHE, FLOAT_LAYERS, granularity
 
 TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
@@ -49,7 +49,7 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
     with quiet():  # the converter prints a SavedModel dump on stdout
         floats = options.get(FLOAT_LAYERS) if precision == "int8" else None
         if floats:
-            blob = _with_float_layers(keras_model, converter, representative, floats)
+            blob = _with_float_layers(keras_model, converter, representative, floats, options.get(CACHE))
             notes[FLOAT_LAYERS] = list(floats)
         else:
             blob = converter.convert()
@@ -61,20 +61,31 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _with_float_layers(keras_model, converter, representative, floats: dict) -> bytes:
+def _with_float_layers(keras_model, converter, representative, floats: dict, cache: dict | None) -> bytes:
     """Full integer int8 with the named layers in float, through TFLite's quantization
     debugger: it calibrates once, then quantizes with those layers' ops denylisted
-    (each float op gets a DEQUANTIZE before it and a QUANTIZE after it)."""
+    (each float op gets a DEQUANTIZE before it and a QUANTIZE after it). The debugger is
+    kept in `cache`, and the next set of float layers quantizes the same calibration."""
     import tensorflow as tf
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
-    calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
-    tensors = {t["index"]: t["name"] for t in calibrated.get_tensor_details()}
-    ops = [(op["op_name"], tensors[op["outputs"][0]]) for op in calibrated._get_ops_details()]
+    if cache is None or "debugger" not in cache:
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+        calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
+        tensors = {t["index"]: t["name"] for t in calibrated.get_tensor_details()}
+        ops = [(op["op_name"], tensors[op["outputs"][0]]) for op in calibrated._get_ops_details()]
+        # an op that writes the model's output is named after the signature, not its layer
+        outputs = {d["name"] for d in calibrated.get_output_details()}
+        if cache is not None:
+            cache["debugger"] = debugger, ops, outputs
+    else:
+        debugger, ops, outputs = cache["debugger"]
+    last = {keras_model.outputs[0]._keras_history.operation.name}
 
     def layers_of(tensor_name):
         """The Keras layers an op's output tensor is named after: "m_1/stem_1/convolution;
         m_1/stem_bn_1/..." -> {"stem", "stem_bn"}, where the model is "m" and tracing added
         the "_1" to every scope (read from the model's own scope, not assumed)."""
+        if tensor_name in outputs:
+            return last
         found = set()
         for name in tensor_name.split(";"):
             parts = name.split("/")

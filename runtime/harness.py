@@ -8,7 +8,9 @@ runtime that crashes takes down only its own row. The job is JSON:
      "data": NPZ (sample, images, labels[, reference]),
      "scaling": {"divide_by": 255.0[, "mean": [per channel], "std": [per channel]]},
      "bench": {"min_runs": 200, "min_seconds": 1.0, "warmup": 20}, "out": PATH,
-     "logits_out": PATH (optional: the logits as .npy, to compare machines)}
+     "logits_out": PATH (optional: the logits as .npy, to compare machines),
+     "taps_out": PATH (optional: instead of timing and scoring, every intermediate
+                       tensor the runtime exposes for "images", saved by save_taps)}
 
 and the result, written to "out" (stdout when absent), is one JSON object whose
 "status" is "ok", "skipped" (the runtime is not installed: reason and hint) or "error"
@@ -62,6 +64,16 @@ def run_job(job: dict) -> dict:
     result["runtime"] = runner.runtime
     try:
         with np.load(job["data"]) as data:
+            if job.get("taps_out"):  # explain: the layers' outputs, nothing timed or scored
+                images = scale(data["images"], job["scaling"])
+                check_input(runner, images.shape[1:])
+                taps = runner.taps(images)
+                if taps is None:
+                    result.update(exposed=False, no_taps=runner.no_taps)
+                else:
+                    save_taps(job["taps_out"], taps)
+                    result.update(exposed=True, tensors=len(taps))
+                return dict(result, status="ok", runtime_version=runner.version)
             sample = scale(data["sample"], job["scaling"])
             check_input(runner, sample.shape[1:])
             b = job.get("bench", {})
@@ -102,6 +114,21 @@ def save_atomic(path: str, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array)
     write_atomic(path, buf.getvalue())
+
+
+def save_taps(path: str, taps: list[tuple[list[str], np.ndarray]]) -> None:
+    """Runner.taps' list as one .npz: the tensors in order, and their layer names as JSON."""
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, scopes=np.array(json.dumps([scopes for scopes, _ in taps])),
+             **{f"t{i}": value for i, (_, value) in enumerate(taps)})
+    write_atomic(path, buf.getvalue())
+
+
+def load_taps(path) -> list[tuple[list[str], np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        scopes = json.loads(str(z["scopes"]))
+        return [(list(s), z[f"t{i}"]) for i, s in enumerate(scopes)]
 
 
 def main(argv=None) -> int:

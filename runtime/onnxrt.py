@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 
 from .evaluate import nchw
-from .runner import Runner, TensorSpec
+from .runner import Runner, RuntimeMissing, TensorSpec
 
 _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 
@@ -26,6 +26,7 @@ class OnnxRuntimeRunner(Runner):
     title = "ONNX (ONNX Runtime)"
     marker = "^"
     wheel = "onnxruntime"
+    taps_wheels = ("onnx",)  # the layer names are read from the file with it
     runtime = "ONNX Runtime"
     package = "onnxruntime"
     hint = "pip install onnxruntime"
@@ -81,8 +82,10 @@ class OnnxRuntimeRunner(Runner):
         """Each node the exporter tied to a layer (its name scope), read after its
         quantize-dequantize pair where it has one: the value the next layer receives."""
         import ast
-
-        import onnx
+        try:
+            import onnx
+        except ImportError:  # the runtime alone runs the file; naming its tensors needs onnx too
+            raise RuntimeMissing("onnx", "pip install onnx: explain reads the layer names with it") from None
         model = onnx.load(str(self.path))
         readers = {}
         for node in model.graph.node:

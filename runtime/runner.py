@@ -57,6 +57,7 @@ class Runner:
     marker = "P"  # its matplotlib marker in the accuracy-latency plot
     warning: str | None = None  # what to know before loading such a file from elsewhere
     wheel: str | None = None    # the pip distribution an emulated ARM board installs to run it
+    taps_wheels: tuple = ()     # what else taps() needs there (explain), installed beside it
     not_emulated = ""           # why emulated ARM boards cannot run it, when wheel is None
     runtime = ""  # its name for people
     package = ""  # the Python package that is the runtime

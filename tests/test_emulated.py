@@ -7,7 +7,7 @@ from conftest import FAST_BENCH, assert_bad_input, edgecnn
 def test_setup_is_reused_and_doctor_sees_it(emulated_env):
     again = edgecnn("device", "setup", "emulated", "--json", env=emulated_env)
     assert again.code == 0 and again.json["reused"] is True, again
-    assert set(again.json["versions"]["wheels"]) == {"numpy", "onnxruntime", "ai-edge-litert"}
+    assert set(again.json["versions"]["wheels"]) == {"numpy", "onnxruntime", "onnx", "ai-edge-litert"}
     assert again.json["x86"]["x86-avx2"]["reused"] is True
     r = edgecnn("doctor", "--json", env=emulated_env)
     targets = {t["target"]: t for t in r.json["targets"]}
@@ -43,6 +43,24 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_env, mnist_arti
     assert len(skipped) == 4 and all(x["status"] == "skipped" and "427 MB" in x["reason"] for x in skipped)
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "emulated:cortex-a76" in page and "under QEMU user-mode emulation" in page
+
+
+def test_explain_reads_the_layers_on_an_emulated_pi(emulated_env, digits_artifacts):
+    """The Pi 5's kernels give the same int8 answers as this machine's, so its layers
+    compare with fp32 as closely as here; the .ptl is not run on an emulated board."""
+    r = edgecnn("explain", digits_artifacts, "--target", "local", "--target", "emulated:cortex-a76", "--no-alone",
+                "--samples", "64", "--json", env=emulated_env)
+    assert r.code == 0, r
+    rows = {(a["target"], a["format"]): a for a in r.json["artifacts"]}
+    for fmt in ("tflite", "onnx"):
+        here, pi = rows[("local", fmt)], rows[("emulated:cortex-a76", fmt)]
+        assert pi["exposed"] and pi["jump"] is None and len(pi["layers"]) == len(here["layers"]) >= 6, pi
+        for a, b in zip(here["layers"], pi["layers"]):
+            assert a["layer"] == b["layer"] and abs(a["sqnr_db"] - b["sqnr_db"]) < 1.0, (fmt, a, b)
+    assert not rows[("emulated:cortex-a76", "ptl")]["exposed"]
+    assert "on emulated:cortex-a76 (cortex-a76 (Raspberry Pi 5)" in edgecnn(
+        "explain", digits_artifacts, "--target", "emulated:cortex-a76", "--no-alone", "--samples", "16",
+        "--formats", "tflite", env=emulated_env).out
 
 
 def test_a_broken_arm_kernel_is_caught(emulated_env, digits_artifacts, tmp_path):

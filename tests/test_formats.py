@@ -12,7 +12,7 @@ import pytest
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
 from edgecnn import converters
 from edgecnn.runtime import RUNNERS, format_of, runner_class
-from edgecnn.toolchain import export as exporting, native, train
+from edgecnn.toolchain import convert, export as exporting, native, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # benchmarks/numpy_runtime.py is about two runtimes by name: it times NumPy against ONNX Runtime
@@ -21,7 +21,7 @@ CHECKED = sorted(set((ROOT / "toolchain").glob("*.py")) | set((ROOT / "benchmark
 FORMAT_WORDS = set(converters.FORMATS) | {runner_class(f).suffix for f in RUNNERS}
 # names that are also a framework's or a twin's, so they may appear as such; an ONNX file
 # a user imports is a model in its own framework (native.py), and its suffix is that framework's
-SHARED_WORDS = (set(train.FRAMEWORKS) | set(exporting.BUILDERS) | {".npz"}
+SHARED_WORDS = (set(train.FRAMEWORKS) | set(convert.BUILDERS) | {".npz"}
                 | set(native.FILES) | {Path(name).suffix for name in native.FILES.values()})
 
 
@@ -35,7 +35,7 @@ def test_the_two_registries_name_the_same_formats():
         assert cls.title and cls.marker and cls.runtime
         assert cls.wheel or cls.not_emulated, f"{fmt}: say why emulated boards cannot run it"
         assert format_of(Path(f"x/model.fp32{cls.suffix}")) == fmt
-        assert conv.TWIN in exporting.BUILDERS
+        assert conv.TWIN in convert.BUILDERS
         assert set(conv.PRECISIONS) <= set(exporting.ALL_PRECISIONS) and "fp32" in conv.PRECISIONS
         assert conv.LAYOUT in ("NHWC", "NCHW") and conv.REQUIRES
         for opt in getattr(conv, "OPTIONS", ()):

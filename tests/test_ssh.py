@@ -81,6 +81,25 @@ def test_validate_on_a_device_over_ssh(device, digits_artifacts):
     assert _workdirs(device) == before
 
 
+def test_validate_explain_reads_the_layers_on_the_device_into_the_report(device, digits_artifacts, tmp_path):
+    before = _workdirs(device)
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx", "--precisions", "int8", "--target", "ssh://pi",
+                "--ssh-config", device["config"], "--remote-python", PYTHON, *FAST_BENCH, "--explain",
+                "--report", tmp_path / "rep", "--json")
+    assert r.code == 0, r
+    ex, = r.json["explain"]
+    row, = ex["artifacts"]
+    assert row["target"] == "ssh://pi" and row["exposed"] and row["jump"] is None, row
+    assert len(row["layers"]) >= 6 and all(lay["sqnr_db"] > 25 for lay in row["layers"]), row
+    made, = ex["alone"]["artifacts"]
+    assert made["format"] == "onnx" and made["costliest"] in ("conv1", "conv2", "fc1", "fc2"), made
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "Where int8 loses accuracy, layer by layer" in page and "on ssh://pi" in page, page
+    assert "onnx: alone int8," in page and "costs the most" in page
+    assert "### each layer alone int8, the others float" in (tmp_path / "rep" / "report.md").read_text()
+    assert _workdirs(device) == before  # the second use of the device cleaned up too
+
+
 def test_one_device_down_the_other_still_reports(device, digits_artifacts, tmp_path):
     cfg = tmp_path / "two.cfg"
     cfg.write_text(Path(device["config"]).read_text()

@@ -243,16 +243,56 @@ def import_(model, weights, dataset, data_dir, classes, divide_by, mean, std, ou
         click.echo(f"run folder: {out}  (next: edgecnn export {out} --int8)")
 
 
+def _target_options(f):
+    """Options shared by validate, pipeline and explain: where the artifacts run."""
+    opts = [
+        click.option("--target", "targets", multiple=True, default=("local",), show_default=True,
+                     help="Where to run the artifacts: local (this machine), emulated:cortex-a72 (Raspberry "
+                          "Pi 4), emulated:cortex-a76 (Pi 5), emulated:x86-avx2 (an x86 CPU without VNNI, whose "
+                          "int8 kernels saturate), ssh://user@host[:port] (a device). Repeat for several."),
+        click.option("--remote-python", default="python3", show_default=True,
+                     help="The Python to run on ssh:// devices; it needs numpy and the runtimes."),
+        click.option("--ssh-config", type=click.Path(), default=None,
+                     help="An ssh config file for ssh:// targets [default: ssh's own, ~/.ssh/config]."),
+        click.option("--ssh-accept-new-host-key", "accept_new", is_flag=True,
+                     help="Trust a device's host key on first connection; a changed key is still refused."),
+        click.option("--threads", type=int, default=1, show_default=True,
+                     help="Runtime threads (1: single-stream edge latency)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _targets(targets, threads, remote_python, ssh_config, accept_new) -> list:
+    from .targets import parse_target
+    ssh = {"python": remote_python, "ssh_config": ssh_config, "accept_new": accept_new}
+    return [parse_target(t, threads, ssh) for t in dict.fromkeys(targets)]
+
+
 @cli.command()
 @click.argument("art_dir", type=click.Path())
 @click.option("--samples", type=int, default=None, help="Test images to compare on [default: 256].")
 @click.option("--data-dir", type=click.Path(), default=None, help="Where the run's dataset is, if not where it was.")
+@click.option("--formats", default=",".join(converters.FORMATS), show_default=True,
+              help="Comma-separated formats whose int8 artifacts to explain.")
+@click.option("--alone/--no-alone", default=True, show_default=True,
+              help="Also make each int8 artifact again with one layer alone quantized, for each conv2d and "
+                   "dense layer, and score it: one conversion per layer and format.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def explain(art_dir, samples, data_dir, as_json):
+@_target_options
+def explain(art_dir, samples, data_dir, formats, alone, as_json, targets, remote_python, ssh_config, accept_new,
+            threads):
     """Where int8 loses accuracy: each layer of each int8 artifact in ART_DIR against the
-    fp32 model at the same layer (SQNR, cosine, max error), and where the error jumps."""
+    fp32 model at the same layer (SQNR, cosine, max error), where the error jumps, and
+    which layer costs the most accuracy when it alone is quantized. The layers are read
+    on each --target's runtime; the one-layer variants are made and scored here."""
+    from . import export as exporting
     from .explain import explain as run_explain, table
-    doc = run_explain(art_dir, **({"samples": samples} if samples is not None else {}), data_dir=data_dir)
+    fmts = exporting.parse_list(formats, converters.FORMATS, "format")
+    doc = run_explain(art_dir, **({"samples": samples} if samples is not None else {}), data_dir=data_dir,
+                      alone=alone, targets=_targets(targets, threads, remote_python, ssh_config, accept_new),
+                      formats=fmts)
     click.echo(json.dumps(doc) if as_json else table(doc))
 
 
@@ -269,18 +309,6 @@ def inspect(artifact, as_json):
 def _validation_options(f):
     """Options shared by validate and pipeline: where to run, what to measure, the gates."""
     opts = [
-        click.option("--target", "targets", multiple=True, default=("local",), show_default=True,
-                     help="Where to run the artifacts: local (this machine), emulated:cortex-a72 (Raspberry "
-                          "Pi 4), emulated:cortex-a76 (Pi 5), emulated:x86-avx2 (an x86 CPU without VNNI, whose "
-                          "int8 kernels saturate), ssh://user@host[:port] (a device). Repeat for several."),
-        click.option("--remote-python", default="python3", show_default=True,
-                     help="The Python to run on ssh:// devices; it needs numpy and the runtimes."),
-        click.option("--ssh-config", type=click.Path(), default=None,
-                     help="An ssh config file for ssh:// targets [default: ssh's own, ~/.ssh/config]."),
-        click.option("--ssh-accept-new-host-key", "accept_new", is_flag=True,
-                     help="Trust a device's host key on first connection; a changed key is still refused."),
-        click.option("--threads", type=int, default=1, show_default=True,
-                     help="Runtime threads (1: single-stream edge latency)."),
         click.option("--max-accuracy-drop", type=float, default=None,
                      help="Gate: most accuracy points an artifact may lose against the fp32 reference."),
         click.option("--min-agreement", type=float, default=None,
@@ -302,20 +330,18 @@ def _validation_options(f):
     ]
     for opt in reversed(opts):
         f = opt(f)
-    return f
+    return _target_options(f)
 
 
 def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python, ssh_config, accept_new,
                       **gate_flags):
     from . import gates as gating
-    from .targets import parse_target
     if bench_runs < 1 or bench_seconds < 0:
         raise BadInput("--bench-runs must be 1 or more and --bench-seconds 0 or more")
     from_file, source = gating.load_config(Path(config) if config else None)
     if source:
         click.echo(f"edgecnn: gates from {source}", err=True)
-    ssh = {"python": remote_python, "ssh_config": ssh_config, "accept_new": accept_new}
-    parsed = [parse_target(t, threads, ssh) for t in dict.fromkeys(targets)]
+    parsed = _targets(targets, threads, remote_python, ssh_config, accept_new)
     return (parsed, gating.merge(from_file, gate_flags),
             {"min_runs": bench_runs, "min_seconds": bench_seconds})
 
@@ -331,6 +357,9 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
         click.echo(report.table(doc))
         for line in report.differences(doc):
             click.echo(f"differs: {line}")
+        for ex in doc.get("explain", []):
+            from .explain import table as explain_table
+            click.echo(f"\nexplain {ex['folder']}: " + (ex["reason"] if "reason" in ex else f"\n{explain_table(ex)}"))
         for kind, path in (report_files or {}).items():
             if kind in ("html", "markdown", "junit"):
                 click.echo(f"{kind} report: {path}")
@@ -360,8 +389,12 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 @click.option("--mean", default=None, help="For artifact files made elsewhere: per-channel mean to subtract "
                                            "after dividing, e.g. 0.485,0.456,0.406.")
 @click.option("--std", default=None, help="For artifact files made elsewhere: per-channel std to divide by, with --mean.")
+@click.option("--explain", "explain_too", is_flag=True,
+              help="Also run `edgecnn explain` on each folder with int8 artifacts, on the same targets, into the "
+                   "results and the report (it makes each int8 artifact again once per layer).")
 @_validation_options
-def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, targets,
+def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, explain_too,
+             targets,
              threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new,
              **gate_flags):
     """Validate artifacts on their runtimes: accuracy, fidelity, latency, gates.
@@ -381,6 +414,9 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
     doc = run_validation(art_dirs, fmts, precs, targets=tgts, gates=gates, dataset=dataset, data_dir=data_dir,
                          bench=bench, preprocessing={"divide_by": divide_by, "mean": mean, "std": std},
                          reference=Path(reference) if reference else None)
+    if explain_too:
+        from .explain import for_report
+        doc["explain"] = for_report(art_dirs, data_dir, tgts, fmts)
     files = report.write(doc, Path(report_dir)) if report_dir else None
     if junit:
         files = dict(files or {}, junit=junit)

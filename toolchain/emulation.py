@@ -60,8 +60,8 @@ def _emulated_runners() -> list:
 
 def wheels() -> tuple[str, ...]:
     """The runtimes that run under emulation, at the host's versions: numpy and each
-    emulated runner's wheel."""
-    return tuple(dict.fromkeys(["numpy", *(cls.wheel for cls in _emulated_runners())]))
+    emulated runner's wheel, and what its taps need (explain on an emulated board)."""
+    return tuple(dict.fromkeys(["numpy", *(w for cls in _emulated_runners() for w in (cls.wheel, *cls.taps_wheels))]))
 
 
 def _runtime_modules() -> list[str]:

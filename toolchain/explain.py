@@ -11,26 +11,37 @@ chain. One table then shows each layer across formats.
 
 Per layer: SQNR (signal-to-quantization-noise ratio, dB: 10 log10 of the reference's
 energy over the error's), cosine similarity and the largest absolute error. Per
-artifact: the layer where the error jumps (the largest fall in SQNR from the layer
-before it in graph order, for the first layer from the best SQNR anywhere, when it is
-JUMP_DB or more and leaves the layer below CLEAN_DB).
+artifact, two layers are named:
+- where the error jumps: the largest fall in SQNR from the layer before it in graph
+  order (for the first layer, from the best SQNR anywhere), when it is JUMP_DB or more
+  and leaves the layer below CLEAN_DB. This reads the file as it is, damage included.
+- what costs the most accuracy when it alone is quantized: the artifact is made again
+  once per conv2d and dense layer, with the same options and calibration images (its
+  manifest entry records them) and every other such layer kept in float, and each
+  variant's test accuracy is measured on this host's runtime (ties go to the lower
+  logit SQNR). This needs no taps, so a .ptl gets it too.
 """
 from __future__ import annotations
 
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
-from edgecnn.converters import bridge
+from edgecnn.converters import FORMATS, bridge, converter
 from edgecnn.runtime import ArtifactError, RuntimeMissing, runner_class
 from edgecnn.runtime.evaluate import scale
 
-from . import data, outdir
+from . import convert, data, outdir, repair
 from .columns import columns
-from .errors import BadInput
-from .export import BUILDERS
+from .errors import BadInput, brief
+from .convert import BUILDERS
 from .runs import Run
 from .stats import compare
 
 SAMPLES = 256  # test images: enough for stable SQNR, quick on every runtime
+ALONE_IMAGES = 1000  # test images each one-layer variant is scored on (all of a smaller split)
 JUMP_DB = 6.0  # a fall in SQNR that counts as a jump: the error's energy grows fourfold
 CLEAN_DB = 30.0  # ... down to below this (int8 gives about 6 dB a bit; 30 dB is 5 good bits)
 
@@ -108,11 +119,19 @@ def _same_model(folder, logits: np.ndarray, art_dir) -> None:
                        f"(its logits differ from the export's reference); export again")
 
 
-def explain(art_dir, samples: int = SAMPLES, data_dir=None) -> dict:
-    from .validate import open_artifact
+def explain(art_dir, samples: int = SAMPLES, data_dir=None, alone: bool = True, targets=None, formats=None,
+            log=None) -> dict:
+    """`targets`: where the artifacts' layers are read (toolchain.targets; this machine,
+    in this process, when none). `alone`: also make each artifact once per layer
+    quantized alone (the module's docstring), here, one conversion per layer and format.
+    `formats`: the int8 artifacts to explain [default: all]."""
+    from .targets import LocalTarget
+    from .validate import _closing, open_artifact
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if samples < 1:
         raise BadInput(f"--samples {samples}: give 1 or more test images")
-    folder = open_artifact(art_dir, precisions=["int8"])
+    targets = list(targets or [LocalTarget()])
+    folder = open_artifact(art_dir, formats=formats or FORMATS, precisions=["int8"])
     if not folder.entries:
         raise BadInput(f"{art_dir}: no int8 artifacts to explain; export them with --int8")
     folder.verify()  # nothing is loaded that is not the file export wrote
@@ -128,52 +147,183 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None) -> dict:
     x = scale(ds.x_test[:samples], run.spec.scaling)
     reference = _reference_net(run).forward(x, keep=True)
     _same_model(folder, reference[graph.output], art_dir)
-    order = {n["name"]: i for i, n in enumerate(graph.nodes)}
+    for t in targets:
+        if hasattr(t, "setup"):
+            t.setup(log=log)
     artifacts = []
-    for entry in folder.entries:
-        row = {"format": entry["format"], "file": entry["file"], "exposed": False}
-        cls = runner_class(entry["format"])
-        if entry.get("status") != "ok":
-            row["reason"] = f"export failed: {entry.get('reason', 'no file')}"
-        elif not cls.has_taps():  # not loaded at all: a .ptl runs code when it loads
-            row["reason"] = cls.no_taps
-        if "reason" in row:
-            artifacts.append(row)
-            continue
+    with tempfile.TemporaryDirectory(prefix="edgecnn-explain-") as tmp, _closing(targets):
+        images = Path(tmp) / "images.npz"
+        np.savez(images, sample=ds.x_test[:1], images=ds.x_test[:samples], labels=ds.y_test[:samples])
+        for target in targets:
+            for entry in folder.entries:
+                row = {"target": target.name, "format": entry["format"], "file": entry["file"], "exposed": False}
+                try:
+                    taps = _taps(target, folder, entry, x, images, run.spec.scaling, Path(tmp))
+                except _NotRead as e:
+                    artifacts.append(dict(row, reason=str(e)))
+                    continue
+                channels_first = (entry.get("input") or {}).get("layout") == "NCHW"
+                artifacts.append(dict(row, exposed=True, **_layers(taps, reference, graph, channels_first)))
+    doc = {"folder": str(folder.folder), "samples": int(len(x)), "graph": [n["name"] for n in graph.nodes],
+           "targets": [t.describe() for t in targets], "artifacts": artifacts}
+    if alone:
+        doc["alone"] = _quantized_alone(run, folder, ds, log)
+    return doc
+
+
+class _NotRead(Exception):
+    """Why an artifact's layers were not read on a target: the explain row's reason."""
+
+
+def _taps(target, folder, entry, x, images: Path, scaling: dict, work: Path) -> list:
+    """The artifact's intermediate tensors on the target: in this process for local, else
+    through the target's harness (runtime/harness.py's taps_out)."""
+    from .preprocess import for_job
+    cls = runner_class(entry["format"])
+    if entry.get("status") != "ok":
+        raise _NotRead(f"export failed: {entry.get('reason', 'no file')}")
+    if not cls.has_taps():  # not loaded at all: a .ptl runs code when it loads
+        raise _NotRead(cls.no_taps)
+    path = folder.folder / entry["file"]
+    if target.name == "local":
         try:
-            runner = cls(folder.folder / entry["file"]).load()
+            runner = cls(path).load()
             taps = runner.taps(x)
         except (ArtifactError, RuntimeMissing) as e:
             raise BadInput(f"{entry['file']}: {e}") from None
-        row["exposed"] = taps is not None
         if taps is None:
-            row["reason"] = runner.no_taps
-            artifacts.append(row)
-            continue
-        channels_first = runner.input_spec.layout == "NCHW"
-        found = {}
-        for i, (scopes, value) in enumerate(taps):
-            name = layer_of(scopes, graph) or (graph.output if i == len(taps) - 1 else None)
-            if name in reference and reference[name].shape == value.shape:
-                found[name] = value  # the last tensor tied to a layer is its output
-        row["layers"] = [dict(layer=name, **compare(_as_run(reference, graph, name, channels_first), value))
-                         for name, value in sorted(found.items(), key=lambda kv: order[kv[0]])]
-        row["jump"] = _jump(row["layers"])
-        artifacts.append(row)
-    return {"folder": str(folder.folder), "samples": int(len(x)), "graph": [n["name"] for n in graph.nodes],
-            "artifacts": artifacts}
+            raise _NotRead(runner.no_taps)
+        return taps
+    from edgecnn.runtime.harness import load_taps
+    if not target.runs_format(entry["format"]):
+        raise _NotRead(f"{target.name} does not run {entry['format']}: {cls.not_emulated}")
+    out = work / f"taps-{len(list(work.glob('taps-*')))}.npz"
+    job = {"artifact": str(path.resolve()), "format": entry["format"], "data": str(images),
+           "scaling": for_job(scaling), "taps_out": str(out)}
+    result = target.run(job, work / f"job-{out.stem}")
+    if result.get("status") != "ok":
+        hint = f" ({result['hint']})" if result.get("hint") else ""
+        raise _NotRead(f"{target.name}: {result.get('reason', 'the harness failed')}{hint}")
+    if not result.get("exposed"):
+        raise _NotRead(result.get("no_taps") or cls.no_taps)
+    return load_taps(out)
+
+
+def _layers(taps: list, reference: dict, graph, channels_first: bool) -> dict:
+    """Each tensor tied to a graph layer, compared with the reference at that layer (on
+    as many images as the target ran: an emulated one runs the first ones), in graph
+    order, and where the error jumps."""
+    order = {n["name"]: i for i, n in enumerate(graph.nodes)}
+    n = len(taps[-1][1])
+    found = {}
+    for i, (scopes, value) in enumerate(taps):
+        name = layer_of(scopes, graph) or (graph.output if i == len(taps) - 1 else None)
+        if name in reference and reference[name].shape[1:] == value.shape[1:]:
+            found[name] = value  # the last tensor tied to a layer is its output
+    layers = [dict(layer=name, **compare(_as_run(reference, graph, name, channels_first)[:n], value))
+              for name, value in sorted(found.items(), key=lambda kv: order[kv[0]])]
+    return {"samples": int(n), "layers": layers, "jump": _jump(layers)}
+
+
+def _quantized_alone(run: Run, folder, ds, log) -> dict:
+    """Each int8 artifact made again once per conv2d and dense layer, that layer alone
+    int8 and the others float, and scored here on the first ALONE_IMAGES test images:
+    each layer's accuracy, drop and logit SQNR, and the costliest layer, per artifact."""
+    graph = run.spec.graph
+    layers = graph.weighted_layers()
+    indices = (folder.manifest.get("calibration") or {}).get("indices")
+    n = min(ALONE_IMAGES, len(ds.x_test))
+    x = scale(ds.x_test[:n], run.spec.scaling)
+    rows, todo = [], []
+    for entry in folder.entries:
+        row = {"format": entry["format"], "file": entry["file"]}
+        if entry.get("status") != "ok":
+            row["reason"] = f"export failed: {entry.get('reason', 'no file')}"
+        elif not isinstance(entry.get("options"), dict) or not indices:
+            row["reason"] = ("its manifest does not record the options and calibration images it was made with "
+                             "(an export by an older edgecnn); export it again")
+        else:
+            todo.append((row, entry))
+        rows.append(row)
+    if not todo:
+        return {"images": n, "artifacts": rows}
+    calib = scale(ds.x_train[np.asarray(indices, dtype=int)], run.spec.scaling)
+    source, model, made, _ = convert.twins(run, {converter(e["format"]).TWIN for _, e in todo}, x)
+    images = repair.Images(ds.x_test[:n], ds.y_test[:n], run.spec.scaling, bridge.logits(source, model, x))
+    base = images.reference_accuracy
+    with tempfile.TemporaryDirectory(prefix="edgecnn-explain-") as tmp:
+        for row, entry in todo:
+            fmt = row["format"]
+            make = convert.maker(run, source, model, made, calib, fmt, "int8", entry["options"])
+            log(f"{fmt} int8: making it again with each of its {len(layers)} layers alone quantized ...")
+            results = []
+            for layer in layers:
+                dest = Path(tmp) / f"alone{Path(entry['file']).suffix}"
+                try:
+                    make({name: graph.folded_chain(name) for name in layers if name != layer}, dest)
+                    m = repair.measure(fmt, dest, images)
+                except Exception as e:  # a layer its quantizer cannot make alone int8 is reported, not fatal
+                    results.append({"layer": layer, "error": brief(e, 200)})
+                    continue
+                results.append({"layer": layer, "accuracy": m["accuracy"],
+                                "drop": round(100 * (base - m["accuracy"]), 4),
+                                "logits_sqnr_db": round(m["logits_sqnr_db"], 2)})
+            scored = [r for r in results if "error" not in r]
+            worst = max(scored, key=lambda r: (r["drop"], -r["logits_sqnr_db"])) if scored else None
+            row.update(layers=results, costliest=worst and worst["layer"])
+    return {"images": n, "reference_accuracy": base, "artifacts": rows}
+
+
+def sections(doc: dict) -> list[tuple[str, list[tuple], list[str]]]:
+    """What explain shows, as (title, table rows with the header first, lines under the
+    table): one section per target, then the one-layer variants. The terminal table and
+    the validation report both render these."""
+    out = []
+    names = list(dict.fromkeys(a["target"] for a in doc["artifacts"]))
+    for target in names:
+        about = next((t for t in doc.get("targets", []) if t["name"] == target), {})
+        title = f"each layer's output against fp32's on {doc['samples']} test images, on {target}" + (
+            f" ({about['cpu']})" if about.get("cpu") else "")
+        out.append((title, *_layer_table([a for a in doc["artifacts"] if a["target"] == target], doc["graph"])))
+    alone = doc.get("alone")
+    if alone:
+        made = [a for a in alone["artifacts"] if "layers" in a]
+        by = [{r["layer"]: r for r in a["layers"]} for a in made]
+        rows = [("layer", *(f"{a['format']} drop" for a in made))]
+        for layer in (by[0] if by else []):
+            rows.append((layer, *("error" if "error" in b[layer] else f"{b[layer]['drop']:.2f}" for b in by)))
+        lines = []
+        for a in alone["artifacts"]:
+            if a.get("costliest"):
+                worst = next(r for r in a["layers"] if r["layer"] == a["costliest"])
+                lines.append(f"{a['format']}: alone int8, {worst['layer']} costs the most: {worst['drop']:.2f} "
+                             f"points (logit SQNR {worst['logits_sqnr_db']:.1f} dB)")
+            elif "reason" in a:
+                lines.append(f"{a['format']}: not made layer by layer: {a['reason']}")
+        fp32 = f" (fp32: {alone['reference_accuracy']:.2%})" if "reference_accuracy" in alone else ""
+        out.append((f"each layer alone int8, the others float: accuracy lost, in points, on {alone['images']} "
+                    f"test images{fp32}", rows if made else [], lines))
+    return out
 
 
 def table(doc: dict) -> str:
-    shown = [a for a in doc["artifacts"] if a["exposed"]]
+    lines = []
+    for title, rows, notes in sections(doc):
+        lines += ([""] if lines else []) + [title] + (columns(rows) if rows else []) + notes
+    return "\n".join(lines)
+
+
+def _layer_table(artifacts: list[dict], graph: list[str]) -> tuple[list[tuple], list[str]]:
+    """One target's artifacts, layer by layer, and where each one's error jumps."""
+    shown = [a for a in artifacts if a["exposed"]]
     by = [{lay["layer"]: lay for lay in a["layers"]} for a in shown]
-    names = [n for n in doc["graph"] if any(n in b for b in by)]
+    names = [n for n in graph if any(n in b for b in by)]
     rows = [("layer", *(f"{a['format']} SQNR dB" for a in shown), *(f"{a['format']} cosine" for a in shown))]
     for n in names:
         rows.append((n, *(f"{b[n]['sqnr_db']:.1f}" if n in b else "-" for b in by),
                      *(f"{b[n]['cosine']:.4f}" if n in b and b[n]["cosine"] is not None else "-" for b in by)))
-    lines = columns(rows)
-    for a in doc["artifacts"]:
+    lines = []
+    for a in artifacts:
         if not a["exposed"]:
             lines.append(f"{a['format']}: not explained: {a['reason']}")
         elif a["jump"]:
@@ -182,4 +332,16 @@ def table(doc: dict) -> str:
         else:
             lines.append(f"{a['format']}: no jump (no layer's SQNR falls by {JUMP_DB:g} dB or more to below "
                          f"{CLEAN_DB:g} dB)")
-    return "\n".join(lines)
+    return (rows if shown else []), lines
+
+
+def for_report(art_dirs, data_dir, targets, formats, log=None) -> list[dict]:
+    """validate --explain: explain each folder validated that has int8 artifacts of
+    edgecnn's graph; one that cannot be explained says why, and the others go on."""
+    docs = []
+    for art_dir in art_dirs:
+        try:
+            docs.append(explain(art_dir, data_dir=data_dir, targets=targets, formats=formats, log=log))
+        except BadInput as e:
+            docs.append({"folder": str(art_dir), "reason": str(e)})
+    return docs

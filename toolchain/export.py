@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,16 +22,13 @@ from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
 
-from . import __version__, data, models, native, outdir, preprocess, repair
+from . import __version__, convert, data, models, native, outdir, preprocess, repair
 from .columns import columns
 from .errors import BadInput, brief, disk_full
 from .runs import Run
 
 MANIFEST_SCHEMA = 2  # 2: "bridge" is a list of proofs, one per twin copied
-BUILDERS = {"torch": lambda spec: models.build_torch(spec).eval(), "keras": models.build_keras,
-            "numpy": models.build_numpy}
 ALL_PRECISIONS = converters.PRECISIONS
-BRIDGE_IMAGES = 256
 MIN_CALIB, WARN_CALIB, DEFAULT_CALIB = 10, 100, 500
 
 
@@ -181,21 +177,14 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
 
     # the source model, and each other twin a format needs, copied through the bridge
     # and proven against the source before anything is converted
-    source, model = run.load_twin()
-    twins = {source: model}
-    reference = native.logits(source, model, x_test) if run.native else bridge.logits(source, model, x_test)
-    bridge_info = []
-    for kind in ([] if run.native else sorted({converter(f).TWIN for f, _, _ in pairs} - {source})):
-        twins[kind] = BUILDERS[kind](run.spec)
-        bridge.copy_weights(source, model, kind, twins[kind], run.spec.graph)
-        try:
-            diff = bridge.prove(source, model, kind, twins[kind], x_test[:BRIDGE_IMAGES])
-        except bridge.BridgeError as e:
-            raise BadInput(str(e)) from None
-        direction = f"{source} -> {kind}"
-        bridge_info.append({"direction": direction, "images": BRIDGE_IMAGES, "max_abs_diff": diff,
-                            "tolerance": bridge.TOLERANCE})
-        log(f"bridge {direction}: max abs logit difference {diff:.2e} on {BRIDGE_IMAGES} test images")
+    if run.native:
+        source, model = run.load_twin()
+        made, bridge_info = {source: model}, []
+        reference = native.logits(source, model, x_test)
+    else:
+        source, model, made, bridge_info = convert.twins(
+            run, {converter(f).TWIN for f, _, _ in pairs}, x_test, log)
+        reference = bridge.logits(source, model, x_test)
 
     test = repair.Images(ds.x_test, ds.y_test, run.spec.scaling, reference)
     rank_on = None if calib is None or budget is None else repair.Images(
@@ -203,7 +192,6 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
     entries = []
     failed = 0
     for fmt, precision, unavailable in pairs:
-        conv = converter(fmt)
         name = f"model.{precision}{runner_class(fmt).suffix}"
         path = tmp / name
         entry = {"file": name, "format": fmt, "precision": precision}
@@ -214,18 +202,10 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
             continue
         log(f"exporting {fmt} {precision} ...")
         t = time.perf_counter()
-        ranges = converters.calibration_for(fmt, options[CALIBRATION])
-
-        def make(floats: dict, dest: Path, fmt=fmt, precision=precision, conv=conv, ranges=ranges) -> dict:
-            with warnings.catch_warnings(), quiet():
-                warnings.simplefilter("ignore")
-                # fp32 converters only trace with the images: any real ones will do
-                images = calib if calib is not None else x_test[:8]
-                own = dict(options, **{CALIBRATION: ranges, FLOAT_LAYERS: floats})
-                meta = (converters.export_native(fmt, source, model, precision, images, dest, own)
-                        if run.native else conv.export(twins[conv.TWIN], precision, images, dest, own))
-                runner_for(fmt, dest).load()  # proves the file loads in its runtime
-            return meta
+        own = convert.artifact_options(fmt, precision, options)
+        # fp32 converters only trace with the images: any real ones will do
+        make = convert.maker(run, source, model, made, calib if calib is not None else x_test[:8], fmt,
+                             precision, own)
 
         try:
             meta = make(options[FLOAT_LAYERS], path)
@@ -245,7 +225,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                 input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
                 output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
                 calibration=(None if precision == "fp32" else calib_info if precision != "int8"
-                             else _calibration_entry(calib_info, ranges, options[CALIBRATION])),
+                             else _calibration_entry(calib_info, own[CALIBRATION], options[CALIBRATION])),
+                options=own,
                 notes=meta.get("notes", {}), **({"repair": record} if record else {}))
             if record and not record["met"]:
                 failed += 1  # the artifact is kept, but the budget asked for was not met

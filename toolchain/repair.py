@@ -58,7 +58,7 @@ def check_budget(budget, precisions, native: bool) -> float | None:
     return float(budget)
 
 
-def _measure(fmt: str, path: Path, images: Images, latency: bool = False) -> dict:
+def measure(fmt: str, path: Path, images: Images, latency: bool = False) -> dict:
     runner = runner_for(fmt, path).load()
     result = evaluate(runner, images.raw, images.labels, images.scaling, images.reference, keep_logits=True)
     out = {"accuracy": result["accuracy"], "logits_sqnr_db": compare(images.reference, result["logits"])["sqnr_db"]}
@@ -79,7 +79,7 @@ def fit(fmt: str, make: Callable[[dict, Path], dict], path: Path, layers: list[s
     base = test.reference_accuracy
 
     def step(floats: dict, file: Path) -> dict:
-        m = _measure(fmt, file, test, latency=True)
+        m = measure(fmt, file, test, latency=True)
         return {"float_layers": list(floats), "accuracy": m["accuracy"],
                 "drop": round(100 * (base - m["accuracy"]), 4), "bytes": file.stat().st_size,
                 "latency_ms": m["latency_ms"]}
@@ -93,7 +93,7 @@ def fit(fmt: str, make: Callable[[dict, Path], dict], path: Path, layers: list[s
         f"{len(layers) - len(start)} layers by what keeping each in float gives back")
     meta = None
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".repair-") as tmp:
-        baseline = _measure(fmt, path, rank_on)["logits_sqnr_db"]
+        baseline = measure(fmt, path, rank_on)["logits_sqnr_db"]
         ranking = []
         for i, layer in enumerate(layer for layer in layers if layer not in start):
             trial = Path(tmp) / f"rank{i}{path.suffix}"
@@ -102,7 +102,7 @@ def fit(fmt: str, make: Callable[[dict, Path], dict], path: Path, layers: list[s
             except Exception as e:  # a layer its quantizer cannot keep in float is not a candidate
                 ranking.append({"layer": layer, "error": brief(e, 200)})
                 continue
-            gain = _measure(fmt, trial, rank_on)["logits_sqnr_db"] - baseline
+            gain = measure(fmt, trial, rank_on)["logits_sqnr_db"] - baseline
             ranking.append({"layer": layer, "sqnr_gain_db": round(gain, 2)})
         ranking.sort(key=lambda r: -r.get("sqnr_gain_db", -np.inf))
         record["ranking"] = ranking

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgecnn.runtime import RUNNERS, Runner, runner_class
 
-from . import crosscheck, outdir
+from . import crosscheck, explain, outdir
 from .columns import columns
 
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
@@ -163,6 +163,14 @@ def markdown(doc: dict) -> str:
         parts += ["## Failed gates", ""] + [f"- {_name(r)}: {g['message']}" for r, g in failed] + [""]
     if differences(doc):
         parts += ["## Answers that differ between machines", ""] + [f"- {d}" for d in differences(doc)] + [""]
+    for ex in doc.get("explain", []):
+        parts += [f"## Where int8 loses accuracy, layer by layer: {ex['folder']}", ""]
+        if "reason" in ex:
+            parts += [f"Not explained: {ex['reason']}", ""]
+            continue
+        for title, table_rows, notes in explain.sections(ex):
+            parts += [f"### {title}", ""] + ([_md_table(table_rows), ""] if table_rows else []) + [
+                f"- {n}" for n in notes] + [""]
     return "\n".join(parts)
 
 
@@ -304,6 +312,17 @@ def html_page(doc: dict) -> str:
     classes = _class_rows(doc)
     if classes:
         parts += ["<h2>Accuracy per class</h2>", _html_table(classes)]
+    for ex in doc.get("explain", []):
+        parts.append(f"<h2>Where int8 loses accuracy, layer by layer: {html.escape(ex['folder'])}</h2>")
+        if "reason" in ex:
+            parts.append(f"<p>Not explained: {html.escape(ex['reason'])}</p>")
+            continue
+        for title, table_rows, notes in explain.sections(ex):
+            parts.append(f"<h3>{html.escape(title)}</h3>")
+            if table_rows:
+                parts.append(_html_table(table_rows))
+            if notes:
+                parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -290,8 +290,10 @@ class SshTarget(HarnessTarget):
         workdir.mkdir(parents=True, exist_ok=True)
         d = self.remote_dir
         data_name = f"{Path(job['data']).stem}.npz"
+        # what the harness writes besides its result, fetched back to where the job asks
+        wanted = {"taps_out": "taps.npz"} if job.get("taps_out") else {"logits_out": "logits.npy"}
         remote = dict(job, threads=self.threads, artifact=f"{d}/{Path(job['artifact']).name}",
-                      data=f"{d}/{data_name}", out=f"{d}/result.json", logits_out=f"{d}/logits.npy")
+                      data=f"{d}/{data_name}", out=f"{d}/result.json", **{k: f"{d}/{n}" for k, n in wanted.items()})
         job_path = workdir / "job.json"
         job_path.write_text(json.dumps(remote))
         sources = [job["artifact"], str(job_path)]
@@ -303,7 +305,8 @@ class SshTarget(HarnessTarget):
         self.sent.add(data_name)
         try:
             threads = " ".join(f"{k}={v}" for k, v in thread_env(self.threads).items())
-            proc = self._ssh(f"cd {d} && PYTHONPATH={d} {threads} {self.python} -m edgecnn.runtime.harness job.json")
+            proc = self._ssh(f"cd {d} && rm -f result.json {' '.join(wanted.values())} && "
+                             f"PYTHONPATH={d} {threads} {self.python} -m edgecnn.runtime.harness job.json")
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"{self.name}: the harness ran past {HARNESS_TIMEOUT_S} s"}
         if proc.returncode == 255:
@@ -314,15 +317,16 @@ class SshTarget(HarnessTarget):
             return {"status": "error", "reason": f"{self.name}: " + (
                 "the device's Python lacks numpy (pip install numpy)" if missing
                 else f"the harness exited with status {proc.returncode}: {last}")}
-        fetched = self._scp([f"{self.host}:{d}/result.json", f"{self.host}:{d}/logits.npy"], str(workdir))
+        fetched = self._scp([f"{self.host}:{d}/{n}" for n in ("result.json", *wanted.values())], str(workdir))
         if not (workdir / "result.json").is_file():
             # a skipped or failed row writes no logits: the result alone is enough
             fetched = self._scp([f"{self.host}:{d}/result.json"], str(workdir))
             if fetched.returncode != 0:
                 return {"status": "error", "reason": self._explain(fetched.stderr)}
         result = json.loads((workdir / "result.json").read_text())
-        if (workdir / "logits.npy").is_file() and job.get("logits_out"):
-            os.replace(workdir / "logits.npy", job["logits_out"])
+        for key, name in wanted.items():
+            if (workdir / name).is_file() and job.get(key):
+                os.replace(workdir / name, job[key])
         if result.get("status") == "skipped":
             # on a device the user named, a missing runtime is an environment to fix
             return dict(result, status="error",
@@ -353,8 +357,11 @@ class SshTarget(HarnessTarget):
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def close(self) -> None:
+        """Remove the working folder; a later setup() makes a new one (validate --explain
+        uses a device twice)."""
         if self.remote_dir:
             try:
                 self._ssh(f"rm -rf {self.remote_dir}", timeout=30)
             except subprocess.TimeoutExpired:
                 pass
+        self.remote_dir, self.sent = None, set()
