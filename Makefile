@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/export.py
 	$(VENV)/bin/python benchmarks/harness.py
 	$(VENV)/bin/python benchmarks/numpy_runtime.py
+	$(VENV)/bin/python benchmarks/explain.py
 
 clean:
 	rm -rf $(VENV) runs artifacts

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import EDGECNN
+from common import EDGECNN, mnist_artifacts
 
 COMMANDS = {
     "validate": ["validate", "{art}", "--precisions", "int8"],
@@ -43,10 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-bench-"))
     for model in args.models.split(","):
-        run, art = tmp / f"{model}-run", tmp / f"{model}-art"
-        subprocess.run([EDGECNN, "train", "--model", model, "--dataset", "mnist", "--epochs", "1", "--out", str(run)],
-                       check=True, capture_output=True)
-        subprocess.run([EDGECNN, "export", str(run), "--int8", "--out", str(art)], check=True, capture_output=True)
+        art = mnist_artifacts(tmp, model=model)
         layers = len(json.loads(subprocess.run([EDGECNN, "explain", str(art), "--no-alone", "--json"], check=True,
                                                capture_output=True, text=True).stdout)["graph"])
         seconds: dict[str, list[float]] = {name: [] for name in COMMANDS}

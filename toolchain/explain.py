@@ -296,8 +296,12 @@ def sections(doc: dict) -> list[tuple[str, list[tuple], list[str]]]:
         for a in alone["artifacts"]:
             if a.get("costliest"):
                 worst = next(r for r in a["layers"] if r["layer"] == a["costliest"])
-                lines.append(f"{a['format']}: alone int8, {worst['layer']} costs the most: {worst['drop']:.2f} "
-                             f"points (logit SQNR {worst['logits_sqnr_db']:.1f} dB)")
+                lost = round(worst["drop"] * alone["images"] / 100)  # net images: 1 of 1,000 is noise
+                lines.append(
+                    f"{a['format']}: alone int8, {worst['layer']} costs the most: {worst['drop']:.2f} points, net "
+                    f"{lost} of {alone['images']} images (logit SQNR {worst['logits_sqnr_db']:.1f} dB)" if lost > 0 else
+                    f"{a['format']}: alone int8, no layer costs accuracy on these images; {worst['layer']}'s logits "
+                    f"are the furthest from fp32's (SQNR {worst['logits_sqnr_db']:.1f} dB)")
             elif "reason" in a:
                 lines.append(f"{a['format']}: not made layer by layer: {a['reason']}")
         fp32 = f" (fp32: {alone['reference_accuracy']:.2%})" if "reference_accuracy" in alone else ""
