@@ -41,19 +41,20 @@ def main() -> None:
     ap.add_argument("--models", default="cnn,mobilenet")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="edgecnn-bench-"))
-    for model in args.models.split(","):
-        art = mnist_artifacts(tmp, model=model)
-        layers = len(json.loads(subprocess.run([EDGECNN, "explain", str(art), "--no-alone", "--json"], check=True,
-                                               capture_output=True, text=True).stdout)["graph"])
-        seconds: dict[str, list[float]] = {name: [] for name in COMMANDS}
-        for _ in range(args.repeat):  # in turn, so that a slow spell of the machine hits each alike
-            for name, command in COMMANDS.items():
-                seconds[name].append(_timed([a.format(art=art) for a in command]))
-        base = statistics.median(seconds["validate"])
-        print(f"{model} on MNIST ({layers} graph layers), median of {args.repeat}:")
-        for name, secs in seconds.items():
-            print(f"  {name:20s} {statistics.median(secs):7.1f} s  {statistics.median(secs) / base:5.2f}x validate")
+    with tempfile.TemporaryDirectory(prefix="edgecnn-bench-") as folder:
+        tmp = Path(folder)
+        for model in args.models.split(","):
+            art = mnist_artifacts(tmp, model=model)
+            layers = len(json.loads(subprocess.run([EDGECNN, "explain", str(art), "--no-alone", "--json"], check=True,
+                                                   capture_output=True, text=True).stdout)["graph"])
+            seconds: dict[str, list[float]] = {name: [] for name in COMMANDS}
+            for _ in range(args.repeat):  # in turn, so that a slow spell of the machine hits each alike
+                for name, command in COMMANDS.items():
+                    seconds[name].append(_timed([a.format(art=art) for a in command]))
+            base = statistics.median(seconds["validate"])
+            print(f"{model} on MNIST ({layers} graph layers), median of {args.repeat}:")
+            for name, secs in seconds.items():
+                print(f"  {name:20s} {statistics.median(secs):7.1f} s  {statistics.median(secs) / base:5.2f}x validate")
 
 
 if __name__ == "__main__":

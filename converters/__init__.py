@@ -38,6 +38,7 @@ GRANULARITIES = ("per-channel", "per-tensor")
 # Not an option but a dict an int8 converter may keep state in between calls that differ
 # only in FLOAT_LAYERS (repair's steps, explain's one-layer variants: the same model,
 # calibration images and other options), so that it calibrates once for all of them.
+# What it keeps on disk has a cleanup() that the caller (toolchain.convert.maker) calls.
 CACHE = "cache"
 
 

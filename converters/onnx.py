@@ -11,6 +11,7 @@ fp32), 7-bit weights gained 0.04 (99.67 %); U8U8 lost 0.08 (README, "int8 on eve
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 from pathlib import Path
 
@@ -109,15 +110,16 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
     cache = options.get(CACHE)
     work = None if cache is None else cache.get("onnx")
     if work is None:  # the fp32 file, pre-processed, and its activation ranges once calibrated
-        work = tempfile.TemporaryDirectory(prefix="edgecnn-onnx-")
+        work = tempfile.TemporaryDirectory(prefix=".edgecnn-onnx-", dir=path.parent)
         if cache is not None:
             cache["onnx"] = work
     try:
         tmp = Path(work.name)
         fp32, pre, ranges_file = tmp / "fp32.onnx", tmp / "pre.onnx", tmp / "ranges.json"
-        if not pre.is_file():
+        if not pre.is_file():  # written whole or not at all: a cached one is complete
             fp32_file(fp32)
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quant_pre_process(str(fp32), str(tmp / "pre.part.onnx"), skip_symbolic_shape=True)
+            os.replace(tmp / "pre.part.onnx", pre)
         runner = OnnxRuntimeRunner(fp32).load()  # the file's input name and layout
 
         class Reader(CalibrationDataReader):

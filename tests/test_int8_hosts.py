@@ -75,13 +75,14 @@ def test_an_unknown_emulated_x86_cpu_is_refused(digits_artifacts):
 
 @pytest.fixture(scope="session")
 def fashion_int8(shared_data, tmp_path_factory) -> dict:
-    """The seed CNN trained 3 epochs on Fashion-MNIST in each framework, and its int8
-    artifacts. Fashion-MNIST is where saturation showed: 0.66 points lost by ONNX int8."""
+    """The seed CNN trained 1 epoch on Fashion-MNIST in each framework, and its int8
+    artifacts. Fashion-MNIST is where saturation showed: 0.66 points lost by ONNX int8.
+    What is asserted is how int8 answers depend on the CPU, not how well it learned."""
     root = tmp_path_factory.mktemp("fashion")
     out = {}
     for fw in ("torch", "tf"):
         r = edgecnn("train", "--framework", fw, "--dataset", "fashion-mnist", "--data-dir", shared_data,
-                    "--epochs", "3", "--out", root / f"run-{fw}", timeout=1200)
+                    "--epochs", "1", "--out", root / f"run-{fw}", timeout=1200)
         assert r.code == 0, r
         r = edgecnn("export", root / f"run-{fw}", "--precisions", "int8", "--out", root / f"int8-{fw}")
         assert r.code == 0, r

@@ -92,7 +92,7 @@ def test_validate_explain_reads_the_layers_on_the_device_into_the_report(device,
     assert row["target"] == "ssh://pi" and row["exposed"] and row["jump"] is None, row
     assert len(row["layers"]) >= 6 and all(lay["sqnr_db"] > 25 for lay in row["layers"]), row
     made, = ex["alone"]["artifacts"]
-    assert made["format"] == "onnx" and made["costliest"] in ("conv1", "conv2", "fc1", "fc2"), made
+    assert made["format"] == "onnx" and made["furthest"] in ("conv1", "conv2", "fc1", "fc2"), made
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "Where int8 loses accuracy, layer by layer" in page and "on ssh://pi" in page, page
     assert "onnx: alone int8," in page

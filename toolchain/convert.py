@@ -8,8 +8,9 @@ used), which is how explain makes variants of an artifact export wrote earlier."
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -58,13 +59,15 @@ def artifact_options(fmt: str, precision: str, options: dict) -> dict:
     return own
 
 
+@contextmanager
 def maker(run, source: str, model, made: dict, images: np.ndarray, fmt: str, precision: str,
-          options: dict) -> Callable[[dict, Path], dict]:
+          options: dict) -> Iterator[Callable[[dict, Path], dict]]:
     """make(floats, dest): the artifact converted into `dest` with the layers `floats`
     ({layer: its folded chain}) kept in float, proven to load in its runtime; returns
     the converter's metadata. `images`: the calibration images (fp32 converters only
     trace with them). `options`: artifact_options'. Calls share a cache, which the
-    quantizers use to calibrate once for every set of float layers."""
+    quantizers use to calibrate once for every set of float layers; what it holds on
+    disk (beside the first `dest`) is removed when the block ends."""
     cache: dict = {}
 
     def make(floats: dict, dest: Path) -> dict:
@@ -75,4 +78,9 @@ def maker(run, source: str, model, made: dict, images: np.ndarray, fmt: str, pre
                     if run.native else converter(fmt).export(made[converter(fmt).TWIN], precision, images, dest, own))
             runner_for(fmt, dest).load()  # proves the file loads in its runtime
         return meta
-    return make
+    try:
+        yield make
+    finally:
+        for kept in cache.values():
+            if hasattr(kept, "cleanup"):
+                kept.cleanup()

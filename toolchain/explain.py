@@ -36,24 +36,14 @@ from edgecnn.runtime.evaluate import scale
 from . import convert, data, outdir, repair
 from .columns import columns
 from .errors import BadInput, brief
-from .convert import BUILDERS
 from .runs import Run
 from .stats import compare
 
 SAMPLES = 256  # test images: enough for stable SQNR, quick on every runtime
 ALONE_IMAGES = 1000  # test images each one-layer variant is scored on (all of a smaller split)
+NOISE_IMAGES = 1  # a layer alone must lose more net images than this to be named the costliest
 JUMP_DB = 6.0  # a fall in SQNR that counts as a jump: the error's energy grows fourfold
 CLEAN_DB = 30.0  # ... down to below this (int8 gives about 6 dB a bit; 30 dB is 5 good bits)
-
-
-def _reference_net(run: Run):
-    """The run's fp32 model as the NumPy twin, which keeps every layer's output."""
-    source, model = run.load_twin()
-    if source == "numpy":
-        return model
-    net = BUILDERS["numpy"](run.spec)
-    bridge.copy_weights(source, model, "numpy", net, run.spec.graph)
-    return net
 
 
 def layer_of(scopes: list[str], graph) -> str | None:
@@ -145,13 +135,16 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None, alone: bool = True, 
     if ds.input_shape != run.spec.input_shape:
         raise BadInput(f"dataset {run.dataset!r} has {ds.input_shape} images; the run takes {run.spec.input_shape}")
     x = scale(ds.x_test[:samples], run.spec.scaling)
-    reference = _reference_net(run).forward(x, keep=True)
+    # the NumPy twin keeps every layer's output; the one-layer variants are made from the others
+    twins = convert.twins(run, {"numpy"} | ({converter(e["format"]).TWIN for e in folder.entries} if alone else set()),
+                          x, log=None)
+    reference = twins[2]["numpy"].forward(x, keep=True)
     _same_model(folder, reference[graph.output], art_dir)
-    for t in targets:
-        if hasattr(t, "setup"):
-            t.setup(log=log)
     artifacts = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-explain-") as tmp, _closing(targets):
+        for t in targets:
+            if hasattr(t, "setup"):
+                t.setup(log=log)
         images = Path(tmp) / "images.npz"
         np.savez(images, sample=ds.x_test[:1], images=ds.x_test[:samples], labels=ds.y_test[:samples])
         for target in targets:
@@ -167,7 +160,7 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None, alone: bool = True, 
     doc = {"folder": str(folder.folder), "samples": int(len(x)), "graph": [n["name"] for n in graph.nodes],
            "targets": [t.describe() for t in targets], "artifacts": artifacts}
     if alone:
-        doc["alone"] = _quantized_alone(run, folder, ds, log)
+        doc["alone"] = _quantized_alone(run, folder, ds, twins, log)
     return doc
 
 
@@ -190,22 +183,26 @@ def _taps(target, folder, entry, x, images: Path, scaling: dict, work: Path) -> 
             runner = cls(path).load()
             taps = runner.taps(x)
         except (ArtifactError, RuntimeMissing) as e:
-            raise BadInput(f"{entry['file']}: {e}") from None
+            raise _NotRead(str(e)) from None
         if taps is None:
             raise _NotRead(runner.no_taps)
         return taps
     from edgecnn.runtime.harness import load_taps
     if not target.runs_format(entry["format"]):
         raise _NotRead(f"{target.name} does not run {entry['format']}: {cls.not_emulated}")
-    out = work / f"taps-{len(list(work.glob('taps-*')))}.npz"
+    jobdir = Path(tempfile.mkdtemp(prefix="job-", dir=work))
+    out = jobdir / "taps.npz"
     job = {"artifact": str(path.resolve()), "format": entry["format"], "data": str(images),
            "scaling": for_job(scaling), "taps_out": str(out)}
-    result = target.run(job, work / f"job-{out.stem}")
+    result = target.run(job, jobdir / "work")
     if result.get("status") != "ok":
-        hint = f" ({result['hint']})" if result.get("hint") else ""
-        raise _NotRead(f"{target.name}: {result.get('reason', 'the harness failed')}{hint}")
+        reason = result.get("reason") or f"{target.name}: the harness failed"
+        hint = result.get("hint")
+        raise _NotRead(reason + (f" ({hint})" if hint and hint not in reason else ""))
     if not result.get("exposed"):
         raise _NotRead(result.get("no_taps") or cls.no_taps)
+    if not out.is_file():
+        raise _NotRead(f"{target.name}: its layers' outputs did not come back")
     return load_taps(out)
 
 
@@ -225,7 +222,7 @@ def _layers(taps: list, reference: dict, graph, channels_first: bool) -> dict:
     return {"samples": int(n), "layers": layers, "jump": _jump(layers)}
 
 
-def _quantized_alone(run: Run, folder, ds, log) -> dict:
+def _quantized_alone(run: Run, folder, ds, twins: tuple, log) -> dict:
     """Each int8 artifact made again once per conv2d and dense layer, that layer alone
     int8 and the others float, and scored here on the first ALONE_IMAGES test images:
     each layer's accuracy, drop and logit SQNR, and the costliest layer, per artifact."""
@@ -247,30 +244,38 @@ def _quantized_alone(run: Run, folder, ds, log) -> dict:
         rows.append(row)
     if not todo:
         return {"images": n, "artifacts": rows}
-    calib = scale(ds.x_train[np.asarray(indices, dtype=int)], run.spec.scaling)
-    source, model, made, _ = convert.twins(run, {converter(e["format"]).TWIN for _, e in todo}, x)
+    picked = np.asarray(indices, dtype=int)
+    if picked.min() < 0 or picked.max() >= len(ds.x_train):
+        raise BadInput(f"{folder.folder}: its manifest's calibration images reach image {int(picked.max())} of a "
+                       f"training split of {len(ds.x_train)}: the dataset is not the one it was exported with")
+    calib = scale(ds.x_train[picked], run.spec.scaling)
+    source, model, made, _ = twins
     images = repair.Images(ds.x_test[:n], ds.y_test[:n], run.spec.scaling, bridge.logits(source, model, x))
     base = images.reference_accuracy
     with tempfile.TemporaryDirectory(prefix="edgecnn-explain-") as tmp:
         for row, entry in todo:
             fmt = row["format"]
-            make = convert.maker(run, source, model, made, calib, fmt, "int8", entry["options"])
-            log(f"{fmt} int8: making it again with each of its {len(layers)} layers alone quantized ...")
-            results = []
-            for layer in layers:
-                dest = Path(tmp) / f"alone{Path(entry['file']).suffix}"
-                try:
-                    make({name: graph.folded_chain(name) for name in layers if name != layer}, dest)
-                    m = repair.measure(fmt, dest, images)
-                except Exception as e:  # a layer its quantizer cannot make alone int8 is reported, not fatal
-                    results.append({"layer": layer, "error": brief(e, 200)})
-                    continue
-                results.append({"layer": layer, "accuracy": m["accuracy"],
-                                "drop": round(100 * (base - m["accuracy"]), 4),
-                                "logits_sqnr_db": round(m["logits_sqnr_db"], 2)})
+            with convert.maker(run, source, model, made, calib, fmt, "int8", entry["options"]) as make:
+                log(f"{fmt} int8: making it again with each of its {len(layers)} layers alone quantized ...")
+                results = []
+                for layer in layers:
+                    dest = Path(tmp) / f"alone{Path(entry['file']).suffix}"
+                    try:
+                        make({name: graph.folded_chain(name) for name in layers if name != layer}, dest)
+                        m = repair.measure(fmt, dest, images)
+                    except Exception as e:  # a layer its quantizer cannot make alone int8 is reported, not fatal
+                        results.append({"layer": layer, "error": brief(e, 200)})
+                        continue
+                    results.append({"layer": layer, "accuracy": m["accuracy"],
+                                    "drop": round(100 * (base - m["accuracy"]), 4),
+                                    "logits_sqnr_db": round(m["logits_sqnr_db"], 2)})
             scored = [r for r in results if "error" not in r]
+            for r in scored:
+                r["images_lost"] = round(r["drop"] * n / 100)
             worst = max(scored, key=lambda r: (r["drop"], -r["logits_sqnr_db"])) if scored else None
-            row.update(layers=results, costliest=worst and worst["layer"])
+            furthest = min(scored, key=lambda r: r["logits_sqnr_db"]) if scored else None
+            row.update(layers=results, costliest=worst["layer"] if worst and worst["images_lost"] > NOISE_IMAGES else None,
+                       furthest=furthest and furthest["layer"])
     return {"images": n, "reference_accuracy": base, "artifacts": rows}
 
 
@@ -282,7 +287,8 @@ def sections(doc: dict) -> list[tuple[str, list[tuple], list[str]]]:
     names = list(dict.fromkeys(a["target"] for a in doc["artifacts"]))
     for target in names:
         about = next((t for t in doc.get("targets", []) if t["name"] == target), {})
-        title = f"each layer's output against fp32's on {doc['samples']} test images, on {target}" + (
+        ran = [a["samples"] for a in doc["artifacts"] if a["target"] == target and a.get("samples")]
+        title = f"each layer's output against fp32's on {max(ran, default=doc['samples'])} test images, on {target}" + (
             f" ({about['cpu']})" if about.get("cpu") else "")
         out.append((title, *_layer_table([a for a in doc["artifacts"] if a["target"] == target], doc["graph"])))
     alone = doc.get("alone")
@@ -294,14 +300,19 @@ def sections(doc: dict) -> list[tuple[str, list[tuple], list[str]]]:
             rows.append((layer, *("error" if "error" in b[layer] else f"{b[layer]['drop']:.2f}" for b in by)))
         lines = []
         for a in alone["artifacts"]:
+            by_name = {r["layer"]: r for r in a.get("layers", [])}
             if a.get("costliest"):
-                worst = next(r for r in a["layers"] if r["layer"] == a["costliest"])
-                lost = round(worst["drop"] * alone["images"] / 100)  # net images: 1 of 1,000 is noise
-                lines.append(
-                    f"{a['format']}: alone int8, {worst['layer']} costs the most: {worst['drop']:.2f} points, net "
-                    f"{lost} of {alone['images']} images (logit SQNR {worst['logits_sqnr_db']:.1f} dB)" if lost > 0 else
-                    f"{a['format']}: alone int8, no layer costs accuracy on these images; {worst['layer']}'s logits "
-                    f"are the furthest from fp32's (SQNR {worst['logits_sqnr_db']:.1f} dB)")
+                worst = by_name[a["costliest"]]
+                lines.append(f"{a['format']}: alone int8, {worst['layer']} costs the most: {worst['drop']:.2f} points, "
+                             f"net {worst['images_lost']} of {alone['images']} images (logit SQNR "
+                             f"{worst['logits_sqnr_db']:.1f} dB)")
+            elif a.get("furthest"):
+                far = by_name[a["furthest"]]
+                lines.append(f"{a['format']}: alone int8, no layer costs more than {NOISE_IMAGES} net image of "
+                             f"{alone['images']}; {far['layer']}'s logits are the furthest from fp32's (SQNR "
+                             f"{far['logits_sqnr_db']:.1f} dB)")
+            elif "layers" in a:
+                lines.append(f"{a['format']}: not one layer could be made int8 alone: {a['layers'][0]['error']}")
             elif "reason" in a:
                 lines.append(f"{a['format']}: not made layer by layer: {a['reason']}")
         fp32 = f" (fp32: {alone['reference_accuracy']:.2%})" if "reference_accuracy" in alone else ""
@@ -346,6 +357,6 @@ def for_report(art_dirs, data_dir, targets, formats, log=None) -> list[dict]:
     for art_dir in art_dirs:
         try:
             docs.append(explain(art_dir, data_dir=data_dir, targets=targets, formats=formats, log=log))
-        except BadInput as e:
-            docs.append({"folder": str(art_dir), "reason": str(e)})
+        except Exception as e:  # the validation's own report is written whatever happens here
+            docs.append({"folder": str(art_dir), "reason": str(e) if isinstance(e, BadInput) else brief(e, 300)})
     return docs

@@ -204,42 +204,41 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         t = time.perf_counter()
         own = convert.artifact_options(fmt, precision, options)
         # fp32 converters only trace with the images: any real ones will do
-        make = convert.maker(run, source, model, made, calib if calib is not None else x_test[:8], fmt,
-                             precision, own)
-
-        try:
-            meta = make(options[FLOAT_LAYERS], path)
-            record = None
-            if budget is not None and precision == "int8":
-                record, repaired = repair.fit(
-                    fmt, make, path, run.spec.graph.weighted_layers(), options[FLOAT_LAYERS],
-                    run.spec.graph.folded_chain, budget, test, rank_on, log)
-                meta = repaired or meta
-            with quiet():
-                runner = runner_for(fmt, path).load()
-            seconds = time.perf_counter() - t
-            sha, = outdir.file_digests(path, "sha256")
-            entry.update(
-                status="ok", sha256=sha, bytes=path.stat().st_size, seconds=round(seconds, 3),
-                converter=meta["converter"], versions=meta["versions"],
-                input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
-                output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
-                calibration=(None if precision == "fp32" else calib_info if precision != "int8"
-                             else _calibration_entry(calib_info, own[CALIBRATION], options[CALIBRATION])),
-                options=own,
-                notes=meta.get("notes", {}), **({"repair": record} if record else {}))
-            if record and not record["met"]:
-                failed += 1  # the artifact is kept, but the budget asked for was not met
-            log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
-        except Exception as e:  # one format failing must not stop the rest
-            if disk_full(e):  # but a full disk stops them all: nothing is replaced
-                raise BadInput(f"the disk is full: writing {name} failed ({brief(e, 120)}); "
-                               f"nothing was replaced") from None
-            failed += 1
-            path.unlink(missing_ok=True)  # a failed int8 never leaves a file behind
-            reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-            entry.update(status="failed", reason=reason, seconds=round(time.perf_counter() - t, 3))
-            log(f"exporting {fmt} {precision}: FAILED ({reason})")
+        with convert.maker(run, source, model, made, calib if calib is not None else x_test[:8], fmt,
+                           precision, own) as make:
+            try:
+                meta = make(options[FLOAT_LAYERS], path)
+                record = None
+                if budget is not None and precision == "int8":
+                    record, repaired = repair.fit(
+                        fmt, make, path, run.spec.graph.weighted_layers(), options[FLOAT_LAYERS],
+                        run.spec.graph.folded_chain, budget, test, rank_on, log)
+                    meta = repaired or meta
+                with quiet():
+                    runner = runner_for(fmt, path).load()
+                seconds = time.perf_counter() - t
+                sha, = outdir.file_digests(path, "sha256")
+                entry.update(
+                    status="ok", sha256=sha, bytes=path.stat().st_size, seconds=round(seconds, 3),
+                    converter=meta["converter"], versions=meta["versions"],
+                    input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
+                    output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
+                    calibration=(None if precision == "fp32" else calib_info if precision != "int8"
+                                 else _calibration_entry(calib_info, own[CALIBRATION], options[CALIBRATION])),
+                    options=own,
+                    notes=meta.get("notes", {}), **({"repair": record} if record else {}))
+                if record and not record["met"]:
+                    failed += 1  # the artifact is kept, but the budget asked for was not met
+                log(f"exporting {fmt} {precision}: ok, {entry['bytes'] / 1024:.0f} KB, {seconds:.1f} s")
+            except Exception as e:  # one format failing must not stop the rest
+                if disk_full(e):  # but a full disk stops them all: nothing is replaced
+                    raise BadInput(f"the disk is full: writing {name} failed ({brief(e, 120)}); "
+                                   f"nothing was replaced") from None
+                failed += 1
+                path.unlink(missing_ok=True)  # a failed int8 never leaves a file behind
+                reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+                entry.update(status="failed", reason=reason, seconds=round(time.perf_counter() - t, 3))
+                log(f"exporting {fmt} {precision}: FAILED ({reason})")
         entries.append(entry)
 
     np.savez(tmp / "reference.npz", logits=reference.astype(np.float32), labels=ds.y_test)

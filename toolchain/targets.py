@@ -261,6 +261,8 @@ class SshTarget(HarnessTarget):
         A failure is kept and reported on this target's rows: other devices go on."""
         if shutil.which("ssh") is None or shutil.which("scp") is None:
             raise BadInput("the ssh:// targets need the OpenSSH client (ssh and scp) on PATH")
+        if self.failure:  # a device that failed once is not waited for again in this command
+            return
         log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         try:
             proc = self._ssh(f"{self.python} -c 'import platform, sys; print(platform.machine(), "
@@ -277,8 +279,9 @@ class SshTarget(HarnessTarget):
             self.failure = f"{self.name}: its Python {self.python!r} does not run ({_last_line(proc.stderr)})"
             return
         self.machine, self.pyver, self.remote_dir = lines[0], lines[1], lines[2]
-        bundle = runtime_bundle(Path(tempfile.mkdtemp(prefix="edgecnn-bundle-")))
-        copied = self._scp([str(bundle / "edgecnn")], f"{self.host}:{self.remote_dir}/")
+        with tempfile.TemporaryDirectory(prefix="edgecnn-bundle-") as tmp:
+            bundle = runtime_bundle(Path(tmp))
+            copied = self._scp([str(bundle / "edgecnn")], f"{self.host}:{self.remote_dir}/")
         if copied.returncode != 0:
             self.failure = self._explain(copied.stderr)
         else:
@@ -317,6 +320,8 @@ class SshTarget(HarnessTarget):
             return {"status": "error", "reason": f"{self.name}: " + (
                 "the device's Python lacks numpy (pip install numpy)" if missing
                 else f"the harness exited with status {proc.returncode}: {last}")}
+        for name in ("result.json", *wanted.values()):  # nothing an earlier job left here is read as this one's
+            (workdir / name).unlink(missing_ok=True)
         fetched = self._scp([f"{self.host}:{d}/{n}" for n in ("result.json", *wanted.values())], str(workdir))
         if not (workdir / "result.json").is_file():
             # a skipped or failed row writes no logits: the result alone is enough
@@ -358,7 +363,7 @@ class SshTarget(HarnessTarget):
 
     def close(self) -> None:
         """Remove the working folder; a later setup() makes a new one (validate --explain
-        uses a device twice)."""
+        uses a device twice), unless this one failed."""
         if self.remote_dir:
             try:
                 self._ssh(f"rm -rf {self.remote_dir}", timeout=30)
