@@ -96,10 +96,29 @@ def run_job(job: dict) -> dict:
     return dict(result, status="ok")
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux's /proc; else set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o22)
+        os.umask(mask)
+        return mask
+
+
+def mkstemp(folder: str, name: str, suffix: str) -> tuple[int, str]:
+    """A temporary file beside `name` whose mode follows the umask, as an ordinary new
+    file's does (tempfile's are 0600), so that renamed into place it reads as any other."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=folder)
+    os.fchmod(fd, 0o666 & ~umask())
+    return fd, tmp
+
+
 def write_atomic(path: str, text) -> None:
     """Write text (or bytes) to a temporary name in the same folder, then rename into place."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
+    fd, tmp = mkstemp(folder, os.path.basename(path), ".partial")
     try:
         with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)

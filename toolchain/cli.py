@@ -258,16 +258,18 @@ def _target_options(f):
                      help="Trust a device's host key on first connection; a changed key is still refused."),
         click.option("--threads", type=int, default=1, show_default=True,
                      help="Runtime threads (1: single-stream edge latency)."),
+        click.option("--device-timeout", type=float, default=None, metavar="SECONDS",
+                     help="Most seconds one artifact's run may take on a target [default: 900]."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-def _targets(targets, threads, remote_python, ssh_config, accept_new) -> list:
+def _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout) -> list:
     from .targets import parse_target
     ssh = {"python": remote_python, "ssh_config": ssh_config, "accept_new": accept_new}
-    return [parse_target(t, threads, ssh) for t in dict.fromkeys(targets)]
+    return [parse_target(t, threads, ssh, device_timeout) for t in dict.fromkeys(targets)]
 
 
 @cli.command()
@@ -282,7 +284,7 @@ def _targets(targets, threads, remote_python, ssh_config, accept_new) -> list:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @_target_options
 def explain(art_dir, samples, data_dir, formats, alone, as_json, targets, remote_python, ssh_config, accept_new,
-            threads):
+            device_timeout, threads):
     """Where int8 loses accuracy: each layer of each int8 artifact in ART_DIR against the
     fp32 model at the same layer (SQNR, cosine, max error), where the error jumps, and
     which layer costs the most accuracy when it alone is quantized. The layers are read
@@ -291,7 +293,8 @@ def explain(art_dir, samples, data_dir, formats, alone, as_json, targets, remote
     from .explain import explain as run_explain, table
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
     doc = run_explain(art_dir, **({"samples": samples} if samples is not None else {}), data_dir=data_dir,
-                      alone=alone, targets=_targets(targets, threads, remote_python, ssh_config, accept_new),
+                      alone=alone,
+                      targets=_targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout),
                       formats=fmts)
     click.echo(json.dumps(doc) if as_json else table(doc))
 
@@ -309,6 +312,8 @@ def inspect(artifact, as_json):
 def _validation_options(f):
     """Options shared by validate and pipeline: where to run, what to measure, the gates."""
     opts = [
+        click.option("--min-accuracy", type=float, default=None,
+                     help="Gate: least accuracy on the test images, in %."),
         click.option("--max-accuracy-drop", type=float, default=None,
                      help="Gate: most accuracy points an artifact may lose against the fp32 reference."),
         click.option("--min-agreement", type=float, default=None,
@@ -334,6 +339,7 @@ def _validation_options(f):
 
 
 def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python, ssh_config, accept_new,
+                      device_timeout,
                       **gate_flags):
     from . import gates as gating
     if bench_runs < 1 or bench_seconds < 0:
@@ -341,7 +347,7 @@ def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remot
     from_file, source = gating.load_config(Path(config) if config else None)
     if source:
         click.echo(f"edgecnn: gates from {source}", err=True)
-    parsed = _targets(targets, threads, remote_python, ssh_config, accept_new)
+    parsed = _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout)
     return (parsed, gating.merge(from_file, gate_flags),
             {"min_runs": bench_runs, "min_seconds": bench_seconds})
 
@@ -351,6 +357,7 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
     from .validate import exit_code
     if junit:
         outdir.write_text_atomic(Path(junit), report.junit(doc))
+        report_files = dict(report_files or {}, junit=junit)
     if as_json:
         click.echo(json.dumps(doc))
     else:
@@ -396,6 +403,7 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, explain_too,
              targets,
              threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new,
+             device_timeout,
              **gate_flags):
     """Validate artifacts on their runtimes: accuracy, fidelity, latency, gates.
 
@@ -410,17 +418,14 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
     precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision")
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
-                                           ssh_config, accept_new, **gate_flags)
+                                           ssh_config, accept_new, device_timeout, **gate_flags)
     doc = run_validation(art_dirs, fmts, precs, targets=tgts, gates=gates, dataset=dataset, data_dir=data_dir,
                          bench=bench, preprocessing={"divide_by": divide_by, "mean": mean, "std": std},
                          reference=Path(reference) if reference else None)
     if explain_too:
         from .explain import for_report
         doc["explain"] = for_report(art_dirs, data_dir, tgts, fmts)
-    files = report.write(doc, Path(report_dir)) if report_dir else None
-    if junit:
-        files = dict(files or {}, junit=junit)
-    return _finish_validation(doc, junit, as_json, files)
+    return _finish_validation(doc, junit, as_json, report.write(doc, Path(report_dir)) if report_dir else None)
 
 
 @cli.command()
@@ -443,7 +448,7 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
 @_validation_options
 def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, int8, calib_samples, out, force,
              targets, threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config,
-             accept_new, **flags):
+             accept_new, device_timeout, **flags):
     """Train, export, validate and report in one go."""
     from . import export as exporting
     from .pipeline import pipeline as run_pipeline
@@ -452,7 +457,7 @@ def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, 
     fmts = exporting.parse_list(formats, converters.FORMATS, "format") if formats else None
     options = _options_given(flags)
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
-                                           ssh_config, accept_new,
+                                           ssh_config, accept_new, device_timeout,
                                            **{k: v for k, v in flags.items() if not k.startswith("option_")})
     frameworks = PIPELINE_FRAMEWORKS[framework]
     out = Path(out) if out else Path("runs") / f"pipeline-{_slug(dataset)}"

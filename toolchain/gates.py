@@ -3,14 +3,24 @@
 They come from flags or from an `edgecnn.toml`:
 
     [gates]
+    min_accuracy = 97.0       # % of the test images classified right
     max_accuracy_drop = 0.3   # points below the fp32 reference accuracy
     min_agreement = 99.5      # % of test images whose top-1 matches the fp32 reference
     max_latency_ms = 5.0      # p90 batch-1 latency
     max_size_kb = 512         # file size, KiB
     drop_significance = 0.05  # fail when McNemar's exact test finds the artifact worse at this level
 
-A flag overrides the file. Unknown sections and keys are refused, since a misspelt gate
-that silently checks nothing is worse than no gate.
+    [gates.int8]              # a precision's own limits,
+    max_accuracy_drop = 1.0
+    [gates.tflite]            # a format's,
+    max_size_kb = 256
+    [gates."tflite.int8"]     # and one artifact kind's
+    max_latency_ms = 2.0
+
+An artifact gets the most specific limit for each gate: its "format.precision" table,
+then its format's, then its precision's, then [gates]. A flag overrides the file for
+every artifact. Unknown sections, tables and keys are refused, since a misspelt gate that
+silently checks nothing is worse than no gate.
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ import operator
 import tomllib
 from pathlib import Path
 
+from .. import converters
 from . import crosscheck
 from .errors import BadInput, brief
 
@@ -26,6 +37,8 @@ CONFIG_NAME = "edgecnn.toml"
 
 # name -> (how it is measured, unit, value from a result, comparison that passes)
 GATES = {
+    "min_accuracy": ("accuracy", "%",
+                     lambda r: None if r.get("accuracy") is None else 100 * r["accuracy"], operator.ge),
     "max_accuracy_drop": ("accuracy drop vs fp32", "points",
                           lambda r: r.get("accuracy_drop"), operator.le),
     "min_agreement": ("top-1 agreement with fp32", "%",
@@ -57,8 +70,22 @@ def _number(name: str, value, where: str) -> float:
     return float(value)
 
 
+def scopes() -> list[str]:
+    """The tables [gates] may hold, most specific first: "format.precision", format, precision."""
+    return ([f"{f}.{p}" for f in converters.FORMATS for p in converters.PRECISIONS]
+            + list(converters.FORMATS) + list(converters.PRECISIONS))
+
+
+def _limits(table: dict, where: str) -> dict:
+    for key in table:
+        if key not in GATES:
+            raise BadInput(f"{where}: unknown gate {key!r}; known gates: {', '.join(GATES)}")
+    return {k: _number(k, v, where) for k, v in table.items()}
+
+
 def load_config(path: Path | None) -> tuple[dict, str | None]:
-    """Gates from `path`, or from ./edgecnn.toml when there is one; ({}, None) otherwise."""
+    """Gates from `path`, or from ./edgecnn.toml when there is one; ({}, None) otherwise.
+    The result maps a scope ("" for [gates], else a table's name) to its limits."""
     if path is None:
         path = Path(CONFIG_NAME)
         if not path.is_file():
@@ -77,18 +104,36 @@ def load_config(path: Path | None) -> tuple[dict, str | None]:
     table = doc.get("gates", {})
     if not isinstance(table, dict):
         raise BadInput(f"{path}: gates must be a table ([gates])")
-    for key in table:
-        if key not in GATES:
-            raise BadInput(f"{path}: unknown gate {key!r}; known gates: {', '.join(GATES)}")
-    return {k: _number(k, v, str(path)) for k, v in table.items()}, str(path)
+    known = scopes()
+    out = {"": _limits({k: v for k, v in table.items() if not isinstance(v, dict)}, str(path))}
+    for scope, limits in table.items():
+        if not isinstance(limits, dict):
+            continue
+        if scope not in known:
+            raise BadInput(f"{path}: unknown table [gates.{scope}]; a table is named by a format, a precision or "
+                           f"\"format.precision\" ({', '.join(known[-len(converters.FORMATS) - 2:])}, ...)")
+        out[scope] = _limits(limits, f"{path} [gates.{scope}]")
+    return {k: v for k, v in out.items() if v or k == ""}, str(path)
 
 
 def merge(config: dict, flags: dict) -> dict:
-    gates = dict(config)
-    for k, v in flags.items():
-        if v is not None:
-            gates[k] = _number(k, v, f"--{k.replace('_', '-')}")
-    return {k: gates[k] for k in GATES if k in gates}
+    """The file's scopes with the flags laid over every one of them."""
+    given = {k: _number(k, v, f"--{k.replace('_', '-')}") for k, v in flags.items() if v is not None}
+    merged = {scope: {**limits, **given} for scope, limits in ({"": {}} | config).items()}
+    return {scope: {k: limits[k] for k in GATES if k in limits} for scope, limits in merged.items()}
+
+
+def for_artifact(gates: dict, fmt: str, precision: str) -> dict:
+    """The limits one artifact is held to: for each gate, its most specific scope's."""
+    out = {}
+    for scope in (f"{fmt}.{precision}", fmt, precision, ""):
+        for k, v in gates.get(scope, {}).items():
+            out.setdefault(k, v)
+    return {k: out[k] for k in GATES if k in out}
+
+
+def any_set(gates: dict) -> bool:
+    return any(gates.values())
 
 
 # Another machine (an emulated ARM CPU, a device) must give this machine's answers for

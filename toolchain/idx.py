@@ -10,13 +10,14 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgecnn.runtime.harness import mkstemp
 
 from .errors import BadInput, brief
 from .outdir import file_digests
@@ -192,7 +193,7 @@ def fetch(source: IdxSource, base_url: str, target: Path, timeout: float = 30.0)
         final = target / fname
         if final.is_file() and _digests(final) == (md5, sha256):
             continue
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{fname}.", suffix=".part")
+        fd, tmp = mkstemp(str(target), fname, ".part")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(base_url + fname, timeout=timeout) as r:
                 shutil.copyfileobj(r, out)

@@ -11,11 +11,13 @@ from pathlib import Path
 from edgecnn.converters import UNAVAILABLE
 from edgecnn.runtime import RUNNERS, ArtifactError, RuntimeMissing, format_of, runner_class, sandbox
 
-from . import outdir
+from . import layout, outdir
 from .errors import BadInput
 
 
 def describe(path: Path) -> dict:
+    if path.is_dir():
+        raise BadInput(layout.hint(path, "inspect"))
     fmt = format_of(path)
     if fmt is None:
         raise BadInput(f"{path}: unknown artifact type {path.suffix!r}; {known_suffixes()}")

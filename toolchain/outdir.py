@@ -37,8 +37,12 @@ def check_free(final: Path, force: bool, what: str = "output folder") -> None:
 
 def _aside(final: Path, kind: str) -> Path:
     """A new hidden folder beside `final`: kind "partial" (being built) or "old" (moved
-    aside during a swap)."""
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.edgecnn-", suffix=f".{kind}", dir=final.parent))
+    aside during a swap). Its mode follows the umask, as an ordinary new folder's does
+    (tempfile's are 0700), since a "partial" one becomes the output."""
+    from edgecnn.runtime.harness import umask
+    folder = Path(tempfile.mkdtemp(prefix=f".{final.name}.edgecnn-", suffix=f".{kind}", dir=final.parent))
+    folder.chmod(0o777 & ~umask())
+    return folder
 
 
 @contextmanager

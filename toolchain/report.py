@@ -94,7 +94,9 @@ def differences(doc: dict) -> list[str]:
 
 def _gates_line(doc: dict) -> str:
     from .gates import describe
-    return ", ".join(describe(k, v) for k, v in doc["gates"].items()) or "none"
+    scopes = {"": doc["gates"], **doc.get("gate_tables", {})}
+    return "; ".join((f"{scope}: " if scope else "") + ", ".join(describe(k, v) for k, v in limits.items())
+                     for scope, limits in scopes.items() if limits) or "none"
 
 
 def _verdict(doc: dict) -> str:
@@ -354,6 +356,10 @@ def junit(doc: dict) -> str:
         ET.SubElement(tc, "system-out").text = r["artifact"]
         for g in r.get("gates", []):
             gc = case(cls, f"{label} {g['gate']}")
+            props = ET.SubElement(gc, "properties")
+            for key in ("value", "limit", "unit"):
+                ET.SubElement(props, "property", name=key, value="" if g.get(key) is None else f"{g[key]}")
+            ET.SubElement(gc, "system-out").text = g["message"]
             if not g["passed"]:
                 counts["failures"] += 1
                 ET.SubElement(gc, "failure", message=g["message"], type="gate")

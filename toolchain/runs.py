@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import models, native, outdir
+from . import layout, models, native, outdir
 from .errors import BadInput, brief
 
 WEIGHTS = {"torch": "model.safetensors", "tf": native.FILES["tf"], "numpy": "model.npz"}
@@ -25,6 +25,9 @@ def load_keras_file(path: Path):
 class Run:
     def __init__(self, folder):
         self.folder = Path(folder)
+        wrong = layout.hint(self.folder, "export")
+        if wrong:
+            raise BadInput(wrong)
         if not self.folder.is_dir():
             raise BadInput(f"run folder {self.folder} does not exist")
         self.info = self._json("run.json")

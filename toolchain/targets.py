@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -49,6 +50,7 @@ class HarnessTarget:
     """Runs one job per artifact in a fresh interpreter; a crash becomes an error row."""
     name = ""
     emulated = False
+    timeout_s: float = HARNESS_TIMEOUT_S  # one artifact's run, --device-timeout
 
     def __init__(self, threads: int = 1):
         self.threads = threads
@@ -77,11 +79,12 @@ class HarnessTarget:
         result_path.unlink(missing_ok=True)
         cmd, env = self._command(job_path, workdir)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S,
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s,
                                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1",
                                            **thread_env(self.threads), **env))
         except subprocess.TimeoutExpired:
-            return {"status": "error", "reason": f"the harness ran past {HARNESS_TIMEOUT_S} s on {self.name}"}
+            return {"status": "error", "reason": f"the harness ran past {self.timeout_s:g} s on {self.name} "
+                                                 f"(--device-timeout)"}
         if proc.returncode != 0 or not result_path.is_file():
             how = (f"crashed ({signal_name(-proc.returncode)})" if proc.returncode < 0
                    else f"exited with status {proc.returncode}")
@@ -177,9 +180,18 @@ class EmulatedTarget(HarnessTarget):
         return cmd, env
 
 
-def parse_target(text: str, threads: int, ssh: dict | None = None):
+def parse_target(text: str, threads: int, ssh: dict | None = None, timeout_s: float | None = None):
     if threads < 1:
         raise BadInput(f"--threads must be 1 or more, not {threads}")
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise BadInput(f"--device-timeout must be a number of seconds above 0, not {timeout_s:g}")
+    target = _parse(text, threads, ssh)
+    if timeout_s is not None:
+        target.timeout_s = timeout_s
+    return target
+
+
+def _parse(text: str, threads: int, ssh: dict | None):
     if text == "local":
         return LocalTarget(threads)
     if text.startswith("ssh://"):
@@ -308,10 +320,11 @@ class SshTarget(HarnessTarget):
         self.sent.add(data_name)
         try:
             threads = " ".join(f"{k}={v}" for k, v in thread_env(self.threads).items())
-            proc = self._ssh(f"cd {d} && rm -f result.json {' '.join(wanted.values())} && "
+            proc = self._ssh(timeout=self.timeout_s, command=f"cd {d} && rm -f result.json {' '.join(wanted.values())} && "
                              f"PYTHONPATH={d} {threads} {self.python} -m edgecnn.runtime.harness job.json")
         except subprocess.TimeoutExpired:
-            return {"status": "error", "reason": f"{self.name}: the harness ran past {HARNESS_TIMEOUT_S} s"}
+            return {"status": "error", "reason": f"{self.name}: the harness ran past {self.timeout_s:g} s "
+                                                          f"(--device-timeout)"}
         if proc.returncode == 255:
             return {"status": "error", "reason": self._explain(proc.stderr)}
         if proc.returncode != 0:

@@ -23,7 +23,7 @@ import numpy as np
 from edgecnn.converters import FORMATS
 from edgecnn.runtime import cpu as cpus, format_of
 
-from . import __version__, crosscheck, data, gates as gating, inspect, outdir, preprocess, stats
+from . import __version__, crosscheck, data, gates as gating, inspect, layout, outdir, preprocess, stats
 from .errors import BadInput, brief
 from edgecnn.converters import UNAVAILABLE
 
@@ -60,7 +60,8 @@ class ArtifactFolder:
             raise BadInput(f"{path}: no such artifact folder")
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
-            raise BadInput(f"{folder}: no manifest.json here; make artifacts with `edgecnn export`")
+            raise BadInput(layout.hint(folder, "validate")
+                           or f"{folder}: no manifest.json here; make artifacts with `edgecnn export`")
         self.folder, self.manifest = folder, outdir.read_json_object(manifest_path)
         model, entries = self.manifest.get("model"), self.manifest.get("artifacts")
         if not isinstance(model, dict) or not isinstance(entries, list) or not all(
@@ -362,7 +363,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
     for row in rows:
         stats.annotate(row)
         if row["status"] == "ok":
-            row["gates"] = gating.check(row, gates)
+            row["gates"] = gating.check(row, gating.for_artifact(gates, row["format"], row["precision"]))
             if row["target"] != "local":
                 row["gates"] += gating.check_host(row)
             else:  # where another machine is right and this one deviates, this row fails
@@ -377,7 +378,8 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
         "schema": RESULTS_SCHEMA, "edgecnn": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": {"machine": platform.machine(), "python": platform.python_version(), "cpu": HOST_CPU},
-        "target": targets[0].describe(), "targets": [t.describe() for t in targets], "gates": gates,
+        "target": targets[0].describe(), "targets": [t.describe() for t in targets],
+        "gates": gates.get("", {}), "gate_tables": {k: v for k, v in gates.items() if k},
         "bench": bench or {},
         "passed": _passed(rows, gates),
         "results": rows,
@@ -442,7 +444,7 @@ def _passed(rows: list[dict], gates: dict) -> bool:
     ran = [r for r in rows if r["status"] in ("pass", "fail", "error")]
     if not ran or any(r["status"] != "pass" for r in ran):
         return False
-    return not (gates and any(r["status"] == "skipped" for r in rows))
+    return not (gating.any_set(gates) and any(r["status"] == "skipped" for r in rows))
 
 
 def _one_line_summary(row: dict) -> str:

@@ -1,0 +1,70 @@
+"""Gates a shipping CI needs: an accuracy floor, limits per artifact kind in edgecnn.toml,
+JUnit cases that carry what they measured, and a per-device run timeout."""
+import xml.etree.ElementTree as ET
+
+from conftest import FAST_BENCH, assert_bad_input, edgecnn
+
+
+def test_min_accuracy_fails_a_model_on_the_wrong_data(mnist_artifacts):
+    """An MNIST model scored on Fashion-MNIST runs fine and answers badly: without a floor
+    it passes, with one it fails."""
+    args = ("validate", mnist_artifacts["torch"], "--dataset", "fashion-mnist", "--formats", "onnx",
+            "--precisions", "fp32", *FAST_BENCH, "--json")
+    r = edgecnn(*args)
+    assert r.code == 0 and r.json["results"][0]["accuracy"] < 0.5, r
+    r = edgecnn(*args, "--min-accuracy", "90")
+    assert r.code == 1, r
+    (gate,) = r.json["results"][0]["gates"]
+    assert gate["gate"] == "min_accuracy" and not gate["passed"] and gate["value"] < 50
+    assert "accuracy" in gate["message"] and "FAILS >= 90 %" in gate["message"]
+
+
+def test_the_most_specific_table_wins_and_flags_override_it(digits_artifacts, tmp_path):
+    (tmp_path / "edgecnn.toml").write_text(
+        "[gates]\nmin_accuracy = 50\n"
+        "[gates.int8]\nmax_size_kb = 1\n"               # every int8 file fails this ...
+        "[gates.tflite]\nmin_accuracy = 10\n"
+        "[gates.\"tflite.int8\"]\nmax_size_kb = 100000\n")  # ... but the int8 .tflite
+    args = ("validate", digits_artifacts, "--formats", "tflite,onnx", *FAST_BENCH, "--json")
+    r = edgecnn(*args, cwd=tmp_path)
+    assert r.code == 1, r
+    limits = {(x["format"], x["precision"]): {g["gate"]: (g["limit"], g["passed"]) for g in x["gates"]}
+              for x in r.json["results"]}
+    assert limits[("tflite", "int8")] == {"min_accuracy": (10.0, True), "max_size_kb": (100000.0, True)}
+    assert limits[("onnx", "int8")] == {"min_accuracy": (50.0, True), "max_size_kb": (1.0, False)}
+    assert limits[("onnx", "fp32")] == {"min_accuracy": (50.0, True)}
+    assert limits[("tflite", "fp32")] == {"min_accuracy": (10.0, True)}
+    assert r.json["gate_tables"]["tflite.int8"] == {"max_size_kb": 100000.0}
+    # a flag is the last word for every artifact
+    r = edgecnn(*args, "--max-size-kb", "100000", "--report", tmp_path / "rep", cwd=tmp_path)
+    assert r.code == 0, r
+    assert "int8: file size <= 100000 KB" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_an_unknown_table_or_gate_in_a_table_is_refused(digits_artifacts, tmp_path):
+    (tmp_path / "edgecnn.toml").write_text("[gates.tflite-int8]\nmax_size_kb = 1\n")
+    assert_bad_input(edgecnn("validate", digits_artifacts, cwd=tmp_path), "unknown table [gates.tflite-int8]")
+    (tmp_path / "edgecnn.toml").write_text("[gates.int8]\nmax_size = 1\n")
+    assert_bad_input(edgecnn("validate", digits_artifacts, cwd=tmp_path), "[gates.int8]", "unknown gate 'max_size'")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--min-accuracy", "-1"), "min_accuracy")
+
+
+def test_junit_cases_carry_value_and_limit_and_pipeline_names_its_file(tmp_path):
+    junit = tmp_path / "ci" / "junit.xml"
+    r = edgecnn("pipeline", "--framework", "torch", "--epochs", "2", "--formats", "onnx", "--out", tmp_path / "p",
+                "--min-accuracy", "10", "--junit", junit, *FAST_BENCH)
+    assert r.code == 0, r
+    assert f"junit report: {junit}" in r.out
+    cases = [c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name").endswith("min_accuracy")]
+    assert cases and all(c.find("failure") is None for c in cases)
+    props = {p.get("name"): p.get("value") for p in cases[0].iter("property")}
+    assert float(props["value"]) > 10 and float(props["limit"]) == 10 and props["unit"] == "%"
+    assert "within >= 10 %" in cases[0].find("system-out").text
+
+
+def test_device_timeout(digits_artifacts):
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx", "--precisions", "fp32", "--device-timeout", "0.2",
+                *FAST_BENCH)
+    assert r.code == 2, r
+    assert "ran past 0.2 s on local (--device-timeout)" in r.err
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--device-timeout", "0"), "--device-timeout")
