@@ -68,3 +68,23 @@ def test_device_timeout(digits_artifacts):
     assert r.code == 2, r
     assert "ran past 0.2 s on local (--device-timeout)" in r.err
     assert_bad_input(edgecnn("validate", digits_artifacts, "--device-timeout", "0"), "--device-timeout")
+
+
+def test_int8_speed_is_a_ratio_to_fp32_with_a_warning_when_slower(digits_artifacts, tmp_path):
+    r = edgecnn("validate", digits_artifacts, "--formats", "tflite,onnx", *FAST_BENCH, "--json",
+                "--report", tmp_path / "rep")
+    assert r.code == 0, r
+    p50 = {(x["format"], x["precision"]): x["latency_ms"]["p50"] for x in r.json["results"]}
+    slower = []
+    for x in r.json["results"]:
+        if x["precision"] == "fp32":
+            assert "latency_vs_fp32" not in x
+            continue
+        ratio = x["latency_vs_fp32"]
+        assert abs(ratio - p50[(x["format"], x["precision"])] / p50[(x["format"], "fp32")]) < 2e-3
+        assert bool(x.get("warnings")) == (ratio > 1), x
+        if ratio > 1:
+            slower.append(f"{x['format']} int8 on local: int8 is slower than fp32 here")
+    assert all(s in r.err for s in slower)
+    page = (tmp_path / "rep" / "report.md").read_text()
+    assert "vs fp32" in page and ("## Warnings" in page) == bool(slower)

@@ -358,6 +358,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
     if junit:
         outdir.write_text_atomic(Path(junit), report.junit(doc))
         report_files = dict(report_files or {}, junit=junit)
+    for line in report.warnings(doc):
+        click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(json.dumps(doc))
     else:

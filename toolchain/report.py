@@ -18,6 +18,10 @@ from edgecnn.runtime import RUNNERS, Runner, runner_class
 from . import crosscheck, explain, outdir
 from .columns import columns
 
+# what the main table's columns mean, under it in every rendering
+LEGEND = ("Accuracy is on the whole test split; Δ acc is in points against the fp32 reference model; agreement "
+          "is top-1 agreement with it. Latency is batch 1 after warm-up; no outliers are dropped. vs fp32 is the "
+          "p50 over the same format's fp32 p50 in this run: below 1 is faster, ! marks slower.")
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
 
 
@@ -48,7 +52,7 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
     Accuracy and agreement carry their Wilson 95 % intervals."""
     multi = any(r["target"] != "local" for r in doc["results"])
     header = ("model", *(("target",) if multi else ()), "format", "precision", "size", "accuracy", "Δ acc",
-              "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms", "status")
+              "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms", "vs fp32", "status")
     out = [header]
     for r in doc["results"]:
         ran = r.get("accuracy") is not None
@@ -65,6 +69,8 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
             *(("-" if host is None else f"{host:.2%}",) if multi else ()),
             f"{lat['p50']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
             f"{lat['p90']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
+            f"{r['latency_vs_fp32']:.2f}x" + (" !" if r["latency_vs_fp32"] > 1 else "") if r.get("latency_vs_fp32")
+            else "-",
             _status(r)))
     return out
 
@@ -90,6 +96,10 @@ def differences(doc: dict) -> list[str]:
     """One line per artifact and machine whose top-1 answers differ from the local run's,
     naming the machine that deviates from the fp32 reference."""
     return [f"{_name(r)}: {crosscheck.summary(r)}" for r in doc["results"] if r.get("host_deviation")]
+
+
+def warnings(doc: dict) -> list[str]:
+    return [f"{_name(r)} on {r['target']}: {w}" for r in doc["results"] for w in r.get("warnings", [])]
 
 
 def _gates_line(doc: dict) -> str:
@@ -151,8 +161,7 @@ def markdown(doc: dict) -> str:
              f"- gates: {_gates_line(doc)}",
              f"- verdict: **{'PASS' if doc['passed'] else 'FAIL'}** ({_verdict(doc)})",
              f"- made by edgecnn {doc['edgecnn']} at {doc['created']}", "",
-             "Accuracy is on the whole test split; Δ acc is in points against the fp32 reference "
-             "model; agreement is top-1 agreement with it. Latency is batch 1 after warm-up.", "",
+             LEGEND, "",
              _md_table(rows(doc)), ""]
     detail = _detail_rows(doc)
     if len(detail) > 1:
@@ -165,6 +174,8 @@ def markdown(doc: dict) -> str:
         parts += ["## Failed gates", ""] + [f"- {_name(r)}: {g['message']}" for r, g in failed] + [""]
     if differences(doc):
         parts += ["## Answers that differ between machines", ""] + [f"- {d}" for d in differences(doc)] + [""]
+    if warnings(doc):
+        parts += ["## Warnings", ""] + [f"- {w}" for w in warnings(doc)] + [""]
     for ex in doc.get("explain", []):
         parts += [f"## Where int8 loses accuracy, layer by layer: {ex['folder']}", ""]
         if "reason" in ex:
@@ -296,8 +307,7 @@ def html_page(doc: dict) -> str:
         f"<li>gates: {html.escape(_gates_line(doc))}</li>",
         f"<li>results: {html.escape(_verdict(doc))}</li>",
         f"<li>made by edgecnn {html.escape(doc['edgecnn'])} at {html.escape(doc['created'])}</li></ul>",
-        "<p>Accuracy is on the whole test split; Δ acc is in points against the fp32 reference model; "
-        "agreement is top-1 agreement with it. Latency is batch 1 after warm-up; no outliers are dropped.</p>",
+        f"<p>{html.escape(LEGEND)}</p>",
         _html_table(main, status_col=len(main[0]) - 1),
     ]
     if failed:
@@ -306,6 +316,8 @@ def html_page(doc: dict) -> str:
     if differences(doc):
         parts.append("<h2>Answers that differ between machines</h2><ul>" + "".join(
             f"<li>{html.escape(d)}</li>" for d in differences(doc)) + "</ul>")
+    if warnings(doc):
+        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings(doc)) + "</ul>")
     if charts:
         parts.append('<h2>Accuracy, latency and size</h2><div class="charts">' + "".join(charts) + "</div>")
     detail = _detail_rows(doc)

@@ -260,6 +260,24 @@ def _accuracy_drops(rows: list[dict]) -> None:
         r["accuracy_drop"] = None if base is None else round(100 * (base - r["accuracy"]), 4)
 
 
+def _speed_vs_fp32(rows: list[dict]) -> None:
+    """Each quantized row's p50 over its fp32 twin's (the same folder, format and
+    machine), measured in this run: below 1 is faster. Where it is above 1 the row
+    carries a warning, since int8 is chosen to be faster (on CPUs without VNNI it can be
+    slower: see the target's int8 sums)."""
+    fp32 = {(r["folder"], r["format"], r["target"]): r["latency_ms"]["p50"]
+            for r in rows if r["precision"] == "fp32" and r.get("latency_ms")}
+    for r in rows:
+        base = fp32.get((r["folder"], r["format"], r["target"]))
+        if r["precision"] == "fp32" or not r.get("latency_ms") or not base:
+            continue
+        r["latency_vs_fp32"] = round(r["latency_ms"]["p50"] / base, 3)
+        if r["latency_vs_fp32"] > 1:
+            r.setdefault("warnings", []).append(
+                f"{r['precision']} is slower than fp32 here: p50 {r['latency_ms']['p50']:.3f} ms against "
+                f"{base:.3f} ms ({r['latency_vs_fp32']:.2f}x)")
+
+
 def open_folders(paths, formats=FORMATS, precisions=PRECISIONS, preprocessing: dict | None = None,
                  reference: Path | None = None) -> list[ArtifactFolder]:
     """The artifact folders, their manifests checked and every chosen file verified
@@ -360,6 +378,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
                     list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where, host_logits, reference),
                                   zip(run_order, others_rows)))
     _accuracy_drops(rows)
+    _speed_vs_fp32(rows)
     for row in rows:
         stats.annotate(row)
         if row["status"] == "ok":
