@@ -34,5 +34,11 @@ def runner_for(fmt: str, path, threads: int = 1) -> Runner:
     return runner_class(fmt)(path, threads)
 
 
-__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "format_of", "runner_class",
-           "runner_for"]
+def load(path, threads: int = 1, scaling: dict | None = None, classes: list[str] | None = None):
+    """An artifact ready to predict on images: `load(path).predict(images, top_k=3)` (predict.py)."""
+    from .predict import load as _load
+    return _load(path, threads, scaling, classes)
+
+
+__all__ = ["ArtifactError", "Runner", "RuntimeMissing", "TensorSpec", "RUNNERS", "format_of", "load",
+           "runner_class", "runner_for"]

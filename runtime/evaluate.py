@@ -37,6 +37,22 @@ def nchw(batch: np.ndarray) -> np.ndarray:
     return out
 
 
+def infer_all(runner: Runner, images: np.ndarray, scaling: dict, batch: int = EVAL_BATCH,
+              classes: int | None = None) -> np.ndarray:
+    """The logits of raw uint8 NHWC `images`, scaled and run a batch at a time (one at a
+    time where the artifact takes batch 1). With `classes`, an artifact whose output is
+    not one value per class is an ArtifactError."""
+    if not runner.batchable:
+        batch = 1
+    chunks = []
+    for i in range(0, len(images), batch):
+        chunks.append(runner.infer(scale(images[i:i + batch], scaling)))
+        if classes and (chunks[-1].ndim != 2 or chunks[-1].shape[1] != classes):
+            raise ArtifactError(f"{runner.path.name} gives outputs of shape {list(chunks[-1].shape[1:])} per "
+                                f"image, not one logit per class ({classes})")
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
 def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: dict,
              reference: np.ndarray | None = None, batch: int = EVAL_BATCH, keep_logits: bool = False,
              classes: int | None = None) -> dict:
@@ -48,13 +64,7 @@ def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: di
     if not runner.batchable:
         batch = 1
     t = time.perf_counter()
-    chunks = []
-    for i in range(0, n, batch):
-        chunks.append(runner.infer(scale(images[i:i + batch], scaling)))
-        if classes and (chunks[-1].ndim != 2 or chunks[-1].shape[1] != classes):
-            raise ArtifactError(f"{runner.path.name} gives outputs of shape {list(chunks[-1].shape[1:])} per "
-                                f"image, not one logit per class ({classes})")
-    logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    logits = infer_all(runner, images, scaling, batch, classes)
     seconds = time.perf_counter() - t
     pred = logits.argmax(1)
     correct = pred == labels

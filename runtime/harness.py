@@ -10,7 +10,9 @@ runtime that crashes takes down only its own row. The job is JSON:
      "bench": {"min_runs": 200, "min_seconds": 1.0, "warmup": 20}, "out": PATH,
      "logits_out": PATH (optional: the logits as .npy, to compare machines),
      "taps_out": PATH (optional: instead of timing and scoring, every intermediate
-                       tensor the runtime exposes for "images", saved by save_taps)}
+                       tensor the runtime exposes for "images", saved by save_taps),
+     "predict": true (optional: instead of timing and scoring, only the logits of
+                      "images", to "logits_out")}
 
 and the result, written to "out" (stdout when absent), is one JSON object whose
 "status" is "ok", "skipped" (the runtime is not installed: reason and hint) or "error"
@@ -28,7 +30,7 @@ import numpy as np
 
 from . import cpu, runner_for
 from .bench import bench
-from .evaluate import evaluate, scale
+from .evaluate import evaluate, infer_all, scale
 from .runner import ArtifactError, RuntimeMissing
 
 
@@ -73,6 +75,11 @@ def run_job(job: dict) -> dict:
                 else:
                     save_taps(job["taps_out"], taps)
                     result.update(exposed=True, tensors=len(taps))
+                return dict(result, status="ok", runtime_version=runner.version)
+            if job.get("predict"):  # predict: the answers, nothing timed or scored
+                images = data["images"]
+                check_input(runner, images.shape[1:])
+                save_atomic(job["logits_out"], infer_all(runner, images, job["scaling"]))
                 return dict(result, status="ok", runtime_version=runner.version)
             sample = scale(data["sample"], job["scaling"])
             check_input(runner, sample.shape[1:])

@@ -301,6 +301,34 @@ def explain(art_dir, samples, data_dir, formats, alone, as_json, targets, remote
 
 @cli.command()
 @click.argument("artifact", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", type=int, default=3, show_default=True, help="Classes to show per image.")
+@click.option("--resize", default=None, metavar="HxW",
+              help="Resize images of another size to this one (bilinear) instead of refusing them.")
+@click.option("--divide-by", type=float, default=None,
+              help="For artifact files made elsewhere: divide pixels by this [default: 255].")
+@click.option("--mean", default=None, help="For artifact files made elsewhere: per-channel mean to subtract.")
+@click.option("--std", default=None, help="For artifact files made elsewhere: per-channel std to divide by.")
+@click.option("--classes", default=None, metavar="NAME,...",
+              help="For artifact files made elsewhere: the class names, in output order.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@_target_options
+def predict(artifact, images, top_k, resize, divide_by, mean, std, classes, as_json, targets, remote_python,
+            ssh_config, accept_new, device_timeout, threads):
+    """The most likely classes of image files (PNG, JPEG; folders searched), from one
+    artifact with its own preprocessing. Runs here unless --target names one machine."""
+    from .predict import predict as run_predict, render
+    if len(targets) > 1:
+        raise BadInput("predict runs on one --target at a time")
+    (target,) = _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout)
+    doc = run_predict(Path(artifact), images, top_k, None if target.name == "local" else target, resize,
+                      {"divide_by": divide_by, "mean": mean, "std": std},
+                      classes.split(",") if classes else None, threads)
+    click.echo(json.dumps(doc) if as_json else render(doc))
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def inspect(artifact, as_json):
     """Show what is in an artifact: format, precision, tensors, operators."""

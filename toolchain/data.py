@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import idx, models
+from . import idx, images, models
 from .errors import BadInput, brief
 
 # Sets that ship without a split are split once with this seed, so that every run and
 # every artifact of a dataset sees the same test images whatever its training seed.
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_CLASSES = models.MAX_CLASSES  # labels are class indices: a stray huge one must not make a billion classes
 NAMED = ("digits", "xor", "mnist", "fashion-mnist")
 PREFIXED = ("idx", "npz", "csv", "folder")
@@ -253,33 +252,46 @@ def _csv(name, path: Path) -> Dataset:
     return _split(name, x, np.asarray(labels))
 
 
-def _folder(name, path: Path) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
-    if not path.is_dir():
-        raise BadInput(f"dataset {name!r}: {path} is not a folder")
+def _class_images(name, path: Path) -> tuple[list[str], list[tuple[Path, object]], list[str]]:
+    """The class sub-folders of `path`: their names, and each image with its class name."""
     class_dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    images, labels, classes = [], [], []
+    classes, found, labels = [], [], []
     for d in class_dirs:
-        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in images.SUFFIXES)
         if not files:
             continue
         classes.append(d.name)
         for f in files:
             try:
-                with Image.open(f) as im:
-                    im.load()
-                    images.append((f, im.mode, im.copy()))
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                raise BadInput(f"dataset {name!r}: cannot read image {f} ({brief(e)})") from None
-            labels.append(len(classes) - 1)
-    if not images:
+                found.append((f, images.open_image(f)))
+            except BadInput as e:
+                raise BadInput(f"dataset {name!r}: {e}") from None
+            labels.append(d.name)
+    if not found:
         raise BadInput(f"dataset {name!r}: {path} has no class sub-folders with PNG/JPEG images")
-    gray = all(mode in ("L", "1", "I;16", "I", "LA") for _, mode, _ in images)
-    size = images[0][2].size
-    arrays = []
-    for f, _, im in images:
-        if im.size != size:
-            raise BadInput(f"dataset {name!r}: {f} is {im.size[0]}x{im.size[1]} but "
-                           f"{images[0][0]} is {size[0]}x{size[1]}; all images must be one size")
-        arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))
-    return _split(name, np.stack(arrays), np.asarray(labels), classes)
+    return classes, found, labels
+
+
+def _folder(name, path: Path) -> Dataset:
+    """Class sub-folders of images, split 80/20; or train/ and test/ folders, each of
+    class sub-folders, which are the split."""
+    if not path.is_dir():
+        raise BadInput(f"dataset {name!r}: {path} is not a folder")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        classes, train, train_labels = _class_images(name, path / "train")
+        test_classes, test, test_labels = _class_images(name, path / "test")
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise BadInput(f"dataset {name!r}: test/{unknown[0]} is a class that train/ does not have")
+        x = _arrays(name, train + test)
+        y = [classes.index(c) for c in train_labels + test_labels]
+        return _finish(name, x[:len(train)], y[:len(train)], x[len(train):], y[len(train):], classes)
+    classes, found, labels = _class_images(name, path)
+    return _split(name, _arrays(name, found), np.asarray([classes.index(c) for c in labels]), classes)
+
+
+def _arrays(name, found) -> np.ndarray:
+    try:
+        return images.to_array(found, can_resize=False)
+    except BadInput as e:
+        raise BadInput(f"dataset {name!r}: {e}") from None

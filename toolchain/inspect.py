@@ -25,7 +25,7 @@ def describe(path: Path) -> dict:
         raise BadInput(f"{path}: no such file")
     entry = manifest_entry(path)
     if entry:
-        _verify(path, entry)
+        verify(path, entry)
     try:
         loaded = sandbox.describe(fmt, path)
     except (ArtifactError, RuntimeMissing) as e:
@@ -72,7 +72,7 @@ def manifest_entry(path: Path, strict: bool = False) -> dict:
                  and a.get("status") != UNAVAILABLE), {})
 
 
-def _verify(path: Path, entry: dict) -> None:
+def verify(path: Path, entry: dict) -> None:
     """A listed file must be the one export wrote, before any runtime reads it."""
     sha, = outdir.file_digests(path, "sha256")
     if sha != entry.get("sha256"):

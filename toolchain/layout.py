@@ -8,6 +8,7 @@ from pathlib import Path
 from edgecnn.runtime import format_of
 
 RUN_FILE, MANIFEST = "run.json", "manifest.json"
+ONE_FILE = {"inspect": "", "predict": " IMAGE"}  # the commands that take one artifact file, and what follows it
 
 
 def _inside(folder: Path, marker: str) -> list[str]:
@@ -36,9 +37,9 @@ def _example(command: str, folders: list[str]) -> str:
     if not folders:
         return ""
     first = Path(folders[0])
-    if command == "inspect":
+    if command in ONE_FILE:
         files = _files(first)
-        return f" (e.g. edgecnn inspect {files[0]})" if files else ""
+        return f" (e.g. edgecnn {command} {files[0]}{ONE_FILE[command]})" if files else ""
     return f" (e.g. edgecnn {command} {first})"
 
 
@@ -60,13 +61,13 @@ def hint(path: Path, command: str) -> str:
         return (f"{path} is a training run; make its artifacts first: edgecnn export {path}"
                 if command != "export" else "")
     if what == "artifacts":
-        if command == "inspect":
-            return f"{path} is an artifact folder; inspect takes one of its files" + _example(command, [str(path)])
+        if command in ONE_FILE:
+            return f"{path} is an artifact folder; {command} takes one of its files" + _example(command, [str(path)])
         if command == "export":
             return f"{path} holds artifacts already; export takes the run folder `edgecnn train` wrote"
     if what == "artifact" and command == "export":
         return (f"{path} is an artifact file; export takes the run folder `edgecnn train` wrote "
                 f"(edgecnn inspect or validate take artifact files)")
-    if path.is_dir() and command == "inspect":
-        return f"{path} is a folder; inspect takes one artifact file"
+    if path.is_dir() and command in ONE_FILE:
+        return f"{path} is a folder; {command} takes one artifact file"
     return ""
