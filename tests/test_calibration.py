@@ -38,3 +38,22 @@ def test_bad_calibrations_are_refused(digits_run, tmp_path):
     assert_bad_input(edgecnn("export", digits_run, "--calibration", "minmax", "--out", tmp_path / "b"),
                      "--calibration", "add --int8")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_more_calibration_images_than_exist_is_clamped_before_training(tmp_path):
+    """A 60-image CSV set has 48 training images: asking for 500 warns before training
+    starts and calibrates on all 48."""
+    import numpy as np
+    from edgecnn.toolchain import data
+    ds = data.load("digits")
+    rows = np.concatenate([ds.y_test[:60, None], ds.x_test[:60].reshape(60, -1)], axis=1)
+    np.savetxt(tmp_path / "small.csv", rows, fmt="%d", delimiter=",")
+    r = edgecnn("pipeline", "--framework", "torch", "--dataset", f"csv:{tmp_path / 'small.csv'}", "--epochs", "1",
+                "--formats", "tflite", "--int8", "--calib-samples", "500", "--out", tmp_path / "p", *FAST_BENCH)
+    assert r.code in (0, 1), r
+    warning = "--calib-samples 500 is more than the 48 training images; calibrating on all 48"
+    assert warning in r.err and r.err.index(warning) < r.err.index("epoch")
+    manifest = json.loads(next((tmp_path / "p" / "artifacts").glob("*/manifest.json")).read_text())
+    assert manifest["calibration"]["samples"] == 48
+    assert_bad_input(edgecnn("export", next((tmp_path / "p" / "runs").iterdir()), "--int8", "--calib-samples", "5",
+                             "--out", tmp_path / "e"), "too few")

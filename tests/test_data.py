@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import edgecnn
 from PIL import Image
 
 from edgecnn.toolchain import data, idx
@@ -227,3 +228,43 @@ def test_empty_folder(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(BadInput, match="unknown dataset 'cifar'"):
         data.load("cifar")
+
+
+def _png_folder(root, split_images: dict):
+    """{class name: uint8 HW images} written as class sub-folders of PNGs under `root`."""
+    from PIL import Image
+    for name, imgs in split_images.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(imgs):
+            Image.fromarray(img).save(root / name / f"{i}.png")
+
+
+def test_a_folder_with_train_and_test_is_that_split(tmp_path):
+    rng = np.random.default_rng(0)
+    img = lambda n: [rng.integers(0, 256, (5, 5), dtype=np.uint8) for _ in range(n)]  # noqa: E731
+    _png_folder(tmp_path / "set" / "train", {"cat": img(4), "dog": img(3)})
+    _png_folder(tmp_path / "set" / "test", {"dog": img(2)})
+    ds = data.load(f"folder:{tmp_path / 'set'}")
+    assert ds.classes == ["cat", "dog"] and len(ds.x_train) == 7 and len(ds.x_test) == 2
+    assert list(ds.y_test) == [1, 1] and "test" in ds.test_from
+    _png_folder(tmp_path / "set" / "test", {"fox": img(1)})
+    with pytest.raises(BadInput, match="test/fox is a class that train/ does not have"):
+        data.load(f"folder:{tmp_path / 'set'}")
+
+
+def test_a_named_test_set_is_scored_whole_and_by_class_name(digits_artifacts, tmp_path):
+    """60 images in 3 of the model's 10 class folders: all 60 are scored, each against
+    its class by name, and the table says how many and from where."""
+    ds = data.load("digits")
+    pick = {str(c): [ds.x_test[ds.y_test == c][i, :, :, 0] for i in range(20)] for c in (0, 3, 7)}
+    _png_folder(tmp_path / "test60", pick)
+    r = edgecnn("validate", digits_artifacts, "--dataset", f"folder:{tmp_path / 'test60'}", "--formats", "onnx",
+                "--precisions", "fp32", "--bench-runs", "5", "--bench-seconds", "0")
+    assert r.code == 0, r
+    assert "scored: 60 images of folder:" in r.out and "(all 60 images)" in r.out
+    r = edgecnn("validate", digits_artifacts, "--dataset", f"folder:{tmp_path / 'test60'}", "--formats", "onnx",
+                "--precisions", "fp32", "--bench-runs", "5", "--bench-seconds", "0", "--json")
+    row = r.json["results"][0]
+    assert row["samples"] == 60 and row["test_images_from"] == "all 60 images"
+    # relabelled by name: scoring these 60 as classes 0, 1, 2 would put accuracy near 1/3 at best
+    assert row["accuracy"] > 0.9 and row["per_class_accuracy"][3] > 0.8 and row["per_class_accuracy"][1] is None

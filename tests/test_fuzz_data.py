@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from fuzzing import FUZZ_TIMEOUT_S, assert_covered, corrupted, fuzz_settings, outcome
+from fuzzing import FUZZ_EXAMPLES, FUZZ_TIMEOUT_S, assert_covered, corrupted, fuzz_settings, outcome
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -175,6 +175,7 @@ ODD_IMAGES = {  # kind: (mode, size, fill, format)
     "rgba": ("RGBA", (6, 6), (10, 200, 30, 128), "PNG"),
     "palette": ("P", (6, 6), 3, "PNG"),
     "16bit": ("I;16", (6, 6), 40000, "PNG"),
+    "grey+alpha": ("LA", (6, 6), (90, 10), "PNG"),
     "1bit": ("1", (6, 6), 1, "PNG"),
     "cmyk-jpeg": ("CMYK", (6, 6), (0, 50, 100, 0), "JPEG"),
     "bigger": ("L", (7, 5), 9, "PNG"),
@@ -223,3 +224,69 @@ def test_fuzz_image_folder(tmp_path):
 
     case()
     assert_covered(cases)
+
+
+# -- what an image file holds, read faithfully ------------------------------------------
+# EXIF orientation -> what a viewer does to the stored pixels to stand them upright
+ORIENTED = {1: lambda a: a, 2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud,
+            5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+            7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def encoded(kind: str, grey: np.ndarray, rgb: np.ndarray, orientation: int) -> tuple[bytes, np.ndarray, int]:
+    """A PNG of `kind` holding the pixels, what a person sees in it as uint8, and its channels."""
+    from PIL import Image
+    if kind == "16-bit grey":  # 16-bit samples whose top byte is the grey value, and noise below it
+        im, want, ch = Image.fromarray(grey.astype(np.uint16) * 257), grey, 1
+    elif kind == "grey+alpha":
+        im, want, ch = Image.fromarray(np.stack([grey, 255 - grey], -1)), grey, 1
+    elif kind == "grey palette":
+        im = Image.fromarray(grey).convert("P")  # an adaptive palette of greys
+        im, want, ch = im, grey, 1
+    elif kind == "colour palette":
+        levels = (rgb // 64) * 64  # few enough colours for a palette to hold them exactly
+        im, want, ch = Image.fromarray(levels).quantize(colors=256, method=Image.Quantize.FASTOCTREE), levels, 3
+    elif kind == "rgba":
+        im, want, ch = Image.fromarray(np.concatenate([rgb, grey[..., None]], -1)), rgb, 3
+    else:  # plain grey or RGB
+        im, want, ch = (Image.fromarray(grey), grey, 1) if kind == "grey" else (Image.fromarray(rgb), rgb, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", exif=exif)
+    return buf.getvalue(), ORIENTED[orientation](want), ch
+
+
+def test_fuzz_images_read_as_a_person_sees_them(tmp_path):
+    """16-bit, grey+alpha, palette and EXIF-rotated files: the pixels read are the
+    pixels shown, in the channels the file holds, and converted to the other count as
+    a model with the other count would take them."""
+    from edgecnn.toolchain import images as reading
+    cases = []
+    path = tmp_path / "image.png"
+
+    @fuzz_settings
+    @given(kind=st.sampled_from(("16-bit grey", "grey+alpha", "grey palette", "colour palette", "rgba", "grey", "rgb")),
+           h=st.integers(1, 9), w=st.integers(1, 9), seed=st.integers(0, 2**16), orientation=st.integers(1, 8))
+    def case(kind, h, w, seed, orientation):
+        rng = np.random.default_rng(seed)
+        grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        content, want, channels = encoded(kind, grey, rgb, orientation)
+        path.write_bytes(content)
+        pair = [(path, reading.open_image(path))]
+        got = reading.to_array(pair)[0]
+        assert got.shape[-1] == channels, (kind, got.shape)
+        assert np.array_equal(got[..., 0] if channels == 1 else got, want), kind
+        other = reading.to_array(pair, channels=4 - channels)[0]  # 1 <-> 3
+        if channels == 1:
+            assert np.array_equal(other, np.repeat(want[..., None], 3, -1))
+        else:
+            from PIL import Image
+            assert np.array_equal(other[..., 0], np.asarray(Image.fromarray(want).convert("L")))
+        cases.append((kind, orientation))
+
+    case()
+    assert len(cases) >= FUZZ_EXAMPLES
+    assert {k for k, _ in cases} >= {"16-bit grey", "grey+alpha", "grey palette", "colour palette"}
+    assert {o for _, o in cases} == set(range(1, 9))

@@ -392,6 +392,7 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
         click.echo(json.dumps(doc))
     else:
         click.echo(report.table(doc))
+        click.echo(f"scored: {report.scored_line(doc)}")
         for line in report.differences(doc):
             click.echo(f"differs: {line}")
         for ex in doc.get("explain", []):

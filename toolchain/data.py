@@ -36,6 +36,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: list[str]
+    test_from: str = "its test split"  # where the test images came from, said beside every score
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -50,8 +51,10 @@ def describe_names() -> str:
     return ", ".join(NAMED) + ", " + ", ".join(f"{p}:PATH" for p in PREFIXED)
 
 
-def load(name: str, data_dir=None) -> Dataset:
-    """Resolve a dataset name to arrays; every failure is a one-line BadInput."""
+def load(name: str, data_dir=None, whole: bool = False) -> Dataset:
+    """Resolve a dataset name to arrays; every failure is a one-line BadInput. With
+    `whole`, a set that has no split of its own (a CSV file, a folder of class folders)
+    is all test images: the user named it as a test set."""
     if name == "digits":
         return _digits()
     if name == "xor":
@@ -65,8 +68,18 @@ def load(name: str, data_dir=None) -> Dataset:
     p = Path(path).expanduser()
     if not p.exists():
         raise BadInput(f"dataset {name!r}: {p} does not exist")
-    loader = {"idx": _idx_folder, "npz": _npz, "csv": _csv, "folder": _folder}[kind]
-    return loader(name, p)
+    if kind in ("csv", "folder"):
+        return {"csv": _csv, "folder": _folder}[kind](name, p, whole)
+    return {"idx": _idx_folder, "npz": _npz}[kind](name, p)
+
+
+def by_class_names(ds: Dataset, classes: list[str]) -> Dataset:
+    """A test set whose classes are some of a model's, named alike (a folder of only some
+    class folders), relabelled to the model's class order."""
+    if ds.classes == list(classes) or not set(ds.classes) <= set(classes):
+        return ds
+    index = np.array([list(classes).index(c) for c in ds.classes])
+    return Dataset(ds.name, ds.x_train, index[ds.y_train], ds.x_test, index[ds.y_test], list(classes), ds.test_from)
 
 
 def canonical_name(name: str) -> str:
@@ -77,7 +90,7 @@ def canonical_name(name: str) -> str:
     return name
 
 
-def _finish(name, x_train, y_train, x_test, y_test, classes=None) -> Dataset:
+def _finish(name, x_train, y_train, x_test, y_test, classes=None, test_from: str = "its test split") -> Dataset:
     """Check and normalise what a loader read: NHWC uint8 images, labels in range."""
     xs = []
     for split, x in (("train", x_train), ("test", x_test)):
@@ -114,7 +127,7 @@ def _finish(name, x_train, y_train, x_test, y_test, classes=None) -> Dataset:
                            f"0..{len(classes) - 1}")
     if len(classes) < 2:
         raise BadInput(f"dataset {name!r}: needs at least 2 classes, found {len(classes)}")
-    return Dataset(name, xs[0], ys[0], xs[1], ys[1], list(classes))
+    return Dataset(name, xs[0], ys[0], xs[1], ys[1], list(classes), test_from)
 
 
 def _int_labels(name, split, y) -> np.ndarray:
@@ -143,15 +156,18 @@ def _to_uint8(name, split, x):
     raise BadInput(f"dataset {name!r}: {split} images have dtype {x.dtype}, not numbers")
 
 
-def _split(name, x, y, classes=None) -> Dataset:
+def _split(name, x, y, classes=None, whole: bool = False) -> Dataset:
     from sklearn.model_selection import train_test_split
     y = _int_labels(name, "all", y)
+    if whole:
+        return _finish(name, x, y, x, y, classes, f"all {len(y)} images")
     try:
         x_tr, x_te, y_tr, y_te = train_test_split(
             x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
     except ValueError as e:  # e.g. a class with a single image cannot be stratified
         raise BadInput(f"dataset {name!r}: cannot split into train and test ({brief(e)})") from None
-    return _finish(name, x_tr, y_tr, x_te, y_te, classes)
+    return _finish(name, x_tr, y_tr, x_te, y_te, classes,
+                   f"a fixed {TEST_FRACTION:.0%} stratified split of its {len(y)} images (seed {SPLIT_SEED})")
 
 
 def _digits() -> Dataset:
@@ -168,13 +184,13 @@ def _xor() -> Dataset:
     training and the test split: XOR has no unseen cases to hold out."""
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.uint8).reshape(4, 1, 2, 1) * 255
     y = np.array([0, 1, 1, 0])
-    return _finish("xor", x, y, x.copy(), y.copy(), ["0", "1"])
+    return _finish("xor", x, y, x.copy(), y.copy(), ["0", "1"], "the four cases (also the training set)")
 
 
 def _from_idx(name, folder: Path, classes=None) -> Dataset:
     x_tr, y_tr = idx.read_split(folder, "train")
     x_te, y_te = idx.read_split(folder, "t10k")
-    return _finish(name, x_tr, y_tr, x_te, y_te, classes)
+    return _finish(name, x_tr, y_tr, x_te, y_te, classes, f"the t10k files in {folder}")
 
 
 def _idx_folder(name, path: Path) -> Dataset:
@@ -208,10 +224,10 @@ def _npz(name, path: Path) -> Dataset:
             raise BadInput(f"dataset {name!r}: classes must be a 1-d array of names, not {classes.dtype} "
                            f"of shape {classes.shape}")
         classes = [str(c) for c in classes]
-    return _finish(name, *arrays, classes)
+    return _finish(name, *arrays, classes, f"x_test of {path}")
 
 
-def _csv(name, path: Path) -> Dataset:
+def _csv(name, path: Path, whole: bool = False) -> Dataset:
     """One image a row: the label, then the pixels of a square grayscale image (0..255).
     A first row that is not numeric is taken as a header."""
     labels, rows, width = [], [], None
@@ -249,7 +265,7 @@ def _csv(name, path: Path) -> Dataset:
             or not np.all(pixels == np.round(pixels)):
         raise BadInput(f"dataset {name!r}: pixels must be integers in 0..255")
     x = pixels.astype(np.uint8).reshape(-1, side, side, channels)
-    return _split(name, x, np.asarray(labels))
+    return _split(name, x, np.asarray(labels), whole=whole)
 
 
 def _class_images(name, path: Path) -> tuple[list[str], list[tuple[Path, object]], list[str]]:
@@ -272,7 +288,7 @@ def _class_images(name, path: Path) -> tuple[list[str], list[tuple[Path, object]
     return classes, found, labels
 
 
-def _folder(name, path: Path) -> Dataset:
+def _folder(name, path: Path, whole: bool = False) -> Dataset:
     """Class sub-folders of images, split 80/20; or train/ and test/ folders, each of
     class sub-folders, which are the split."""
     if not path.is_dir():
@@ -285,9 +301,10 @@ def _folder(name, path: Path) -> Dataset:
             raise BadInput(f"dataset {name!r}: test/{unknown[0]} is a class that train/ does not have")
         x = _arrays(name, train + test)
         y = [classes.index(c) for c in train_labels + test_labels]
-        return _finish(name, x[:len(train)], y[:len(train)], x[len(train):], y[len(train):], classes)
+        return _finish(name, x[:len(train)], y[:len(train)], x[len(train):], y[len(train):], classes,
+                       f"the {len(test)} images in {path / 'test'}")
     classes, found, labels = _class_images(name, path)
-    return _split(name, _arrays(name, found), np.asarray([classes.index(c) for c in labels]), classes)
+    return _split(name, _arrays(name, found), np.asarray([classes.index(c) for c in labels]), classes, whole)
 
 
 def _arrays(name, found) -> np.ndarray:

@@ -60,16 +60,25 @@ def check_reachable(spec, formats) -> None:
                            f"{', '.join(converters.made_from('numpy'))}, not {', '.join(dict.fromkeys(other))}")
 
 
-def calibration_images(ds, samples: int, seed: int, scaling: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def calib_count(samples: int | None, n_train: int) -> int:
+    """How many training images calibrate int8: `samples`, or the default (500), either
+    clamped, with a warning, to a smaller training set. Checked before any training."""
     if samples is None:  # the default: 500, or every training image of a smaller set
-        samples = min(DEFAULT_CALIB, len(ds.x_train))
+        samples = min(DEFAULT_CALIB, n_train)
+    if samples > n_train:
+        print(f"edgecnn: warning: --calib-samples {samples} is more than the {n_train} training images; "
+              f"calibrating on all {n_train}", file=sys.stderr)
+        samples = n_train
     if samples < MIN_CALIB:
         raise BadInput(f"--calib-samples {samples} is too few; int8 calibration needs at least {MIN_CALIB}")
     if samples < WARN_CALIB:
         print(f"edgecnn: warning: {samples} calibration images is few; int8 ranges may be poor "
               f"(500 is the default)", file=sys.stderr)
-    if samples > len(ds.x_train):
-        raise BadInput(f"--calib-samples {samples} is more than the {len(ds.x_train)} training images")
+    return samples
+
+
+def calibration_images(ds, samples: int, seed: int, scaling: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    samples = calib_count(samples, len(ds.x_train))
     idx = np.sort(np.random.default_rng(seed).choice(len(ds.x_train), samples, replace=False))
     return idx, scale(ds.x_train[idx], scaling or preprocess.DEFAULT)  # the tests call it without
 

@@ -102,6 +102,17 @@ def warnings(doc: dict) -> list[str]:
     return [f"{_name(r)} on {r['target']}: {w}" for r in doc["results"] for w in r.get("warnings", [])]
 
 
+def scored_line(doc: dict) -> str:
+    """How many test images were scored, of which dataset, and where they came from."""
+    seen = {}
+    for r in doc["results"]:
+        if r.get("samples"):
+            key = (r["dataset"], r.get("test_images_from"))
+            seen[key] = max(seen.get(key, 0), r["samples"])
+    return "; ".join(f"{n:,} images of {name}" + (f" ({src})" if src else "") for (name, src), n in seen.items()) \
+        or "none"
+
+
 def _gates_line(doc: dict) -> str:
     from .gates import describe
     scopes = {"": doc["gates"], **doc.get("gate_tables", {})}
@@ -157,7 +168,7 @@ def _class_rows(doc: dict) -> list[tuple[str, ...]]:
 def markdown(doc: dict) -> str:
     parts = ["# edgecnn validation", "",
              f"- target: {_target_line(doc)}",
-             f"- datasets: {', '.join(sorted({r['dataset'] for r in doc['results']}))}",
+             f"- scored: {scored_line(doc)}",
              f"- gates: {_gates_line(doc)}",
              f"- verdict: **{'PASS' if doc['passed'] else 'FAIL'}** ({_verdict(doc)})",
              f"- made by edgecnn {doc['edgecnn']} at {doc['created']}", "",
@@ -303,7 +314,7 @@ def html_page(doc: dict) -> str:
         f'<h1>edgecnn validation: <span class="verdict-{verdict.lower()}">{verdict}</span></h1>',
         '<ul class="meta">',
         f"<li>target: {html.escape(_target_line(doc))}</li>",
-        f"<li>datasets: {html.escape(', '.join(sorted({r['dataset'] for r in doc['results']})))}</li>",
+        f"<li>scored: {html.escape(scored_line(doc))}</li>",
         f"<li>gates: {html.escape(_gates_line(doc))}</li>",
         f"<li>results: {html.escape(_verdict(doc))}</li>",
         f"<li>made by edgecnn {html.escape(doc['edgecnn'])} at {html.escape(doc['created'])}</li></ul>",

@@ -243,7 +243,8 @@ def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: st
     return {"artifact": str(folder.folder / entry["file"]), "file": entry["file"], "folder": folder.where,
             "model": model, "source_framework": folder.model.get("source_framework"), "dataset": dataset,
             "format": entry["format"], "precision": entry["precision"], "target": target_name,
-            "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256")}
+            "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
+            "test_images_from": getattr(folder, "test_from", None)}
 
 
 def _accuracy_drops(rows: list[dict]) -> None:
@@ -306,9 +307,15 @@ def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, wor
             where = f"{f.path} has no manifest to name" if isinstance(f, LoneArtifact) else \
                 f"{f.folder}/manifest.json names no"
             raise BadInput(f"{where} its test dataset; pass --dataset")
-        if name not in datasets:
-            datasets[name] = data.load(name, data_dir)
-        plans.append((f, name, f.eval_data(datasets[name], name, work / f"eval-{len(plans)}.npz")))
+        # a test set the user names is all test images, unless it is the one training split
+        whole = bool(dataset) and name != f.model.get("dataset")
+        if (name, whole) not in datasets:
+            datasets[name, whole] = data.load(name, data_dir, whole=whole)
+        ds = datasets[name, whole]
+        if f.model.get("classes"):
+            ds = data.by_class_names(ds, f.model["classes"])
+        f.test_from = ds.test_from
+        plans.append((f, name, f.eval_data(ds, name, work / f"eval-{len(plans)}.npz")))
     return plans
 
 
