@@ -37,6 +37,16 @@ class Dataset:
     y_test: np.ndarray
     classes: list[str]
     test_from: str = "its test split"  # where the test images came from, said beside every score
+    read_from: str | None = None        # the folder a named IDX set was found in
+
+    def test_sha256(self) -> str:
+        """What identifies the test split wherever it is read from: its pixels and labels."""
+        import hashlib
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.x_test).tobytes())
+        h.update(np.ascontiguousarray(self.y_test, dtype=np.int64).tobytes())
+        h.update(repr(self.x_test.shape).encode())
+        return h.hexdigest()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -61,7 +71,9 @@ def load(name: str, data_dir=None, whole: bool = False) -> Dataset:
         return _xor()
     if name in idx.SOURCES:
         folder = idx.locate(name, data_dir)
-        return _from_idx(name, folder, list(idx.SOURCES[name].classes))
+        ds = _from_idx(name, folder, list(idx.SOURCES[name].classes))
+        ds.read_from = str(folder.resolve())
+        return ds
     kind, sep, path = name.partition(":")
     if not sep or kind not in PREFIXED:
         raise BadInput(f"unknown dataset {name!r}; choose one of {describe_names()}")
@@ -79,7 +91,8 @@ def by_class_names(ds: Dataset, classes: list[str]) -> Dataset:
     if ds.classes == list(classes) or not set(ds.classes) <= set(classes):
         return ds
     index = np.array([list(classes).index(c) for c in ds.classes])
-    return Dataset(ds.name, ds.x_train, index[ds.y_train], ds.x_test, index[ds.y_test], list(classes), ds.test_from)
+    return Dataset(ds.name, ds.x_train, index[ds.y_train], ds.x_test, index[ds.y_test], list(classes), ds.test_from,
+                   ds.read_from)
 
 
 def canonical_name(name: str) -> str:

@@ -259,7 +259,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         "model": {
             "arch": run.spec.arch, "params": run.params, "macs": run.macs,
             "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
-            "dataset": run.dataset, "classes": run.spec.classes,
+            "dataset": run.dataset, "data_dir": ds.read_from or run.data_dir,
+            "test_sha256": ds.test_sha256(), "test_images": int(len(ds.y_test)), "classes": run.spec.classes,
             "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
             "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),
                                        "epochs": run.info.get("epochs")},

@@ -155,7 +155,9 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
             "schema": RUN_SCHEMA,
             "framework": cfg.framework,
             "dataset": data.canonical_name(dataset),
-            "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+            # where the data was found (--data-dir, $EDGECNN_DATA_DIR or the cache): looked in
+            # first by export and validate, so a fresh shell finds it again
+            "data_dir": ds.read_from or (str(Path(data_dir).resolve()) if data_dir else None),
             "weights": weights,
             "params": trained.params,
             "macs": spec.graph.macs(),

@@ -87,7 +87,7 @@ class ArtifactFolder:
             preprocess.check(model.get("scaling", {}), shape[2], "model scaling")
         except BadInput as e:
             bad(str(e))
-        for key in ("dataset", "source_framework"):
+        for key in ("dataset", "source_framework", "data_dir", "test_sha256"):
             if model.get(key) is not None and not (isinstance(model[key], str) and model[key]):
                 bad(f"model {key} {model[key]!r} is not a name")
         classes = model.get("classes")
@@ -137,9 +137,9 @@ class ArtifactFolder:
                 raise BadInput(f"{path}: sha256 {sha[:16]}... does not match the manifest's "
                                f"{str(e.get('sha256'))[:16]}...; refusing to run it")
 
-    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> Path:
-        """Write the harness's data file, with the fp32 reference logits when they belong
-        to this dataset's test split."""
+    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path, same_split: bool = True) -> Path:
+        """Write the harness's data file, with the fp32 reference logits when `ds` is the
+        test split they were made on."""
         shape = tuple(self.model["input_shape"])
         if ds.input_shape != shape:
             raise BadInput(f"{self.folder}: the artifacts take {'x'.join(map(str, shape))} images but "
@@ -149,7 +149,7 @@ class ArtifactFolder:
             raise BadInput(f"{self.folder}: the artifacts have {n_classes} classes but dataset "
                            f"{dataset_name!r} has {ds.num_classes}")
         arrays = {"sample": ds.x_test[:1], "images": ds.x_test, "labels": ds.y_test}
-        if dataset_name == self.model.get("dataset"):
+        if same_split:
             ref = self._reference()
             if ref is not None and len(ref["labels"]) == len(ds.y_test) and (ref["labels"] == ds.y_test).all():
                 arrays["reference"] = ref["logits"]
@@ -200,7 +200,7 @@ class LoneArtifact(ArtifactFolder):
     def where(self) -> str:
         return str(self.path)
 
-    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path) -> Path:
+    def eval_data(self, ds: data.Dataset, dataset_name: str, path: Path, same_split: bool = True) -> Path:
         h, w, c = ds.input_shape
         shape = self.entries[0]["input"]["shape"]
         dims = [d for d in shape[1:] if isinstance(d, int) and d > 0]
@@ -299,23 +299,42 @@ def open_folders(paths, formats=FORMATS, precisions=PRECISIONS, preprocessing: d
 def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, work: Path) -> list[tuple]:
     """(folder, dataset name, the harness's data file) for each folder, each dataset
     loaded once and matched to the artifacts' input shape and classes."""
-    datasets: dict[str, data.Dataset] = {}
+    datasets: dict[tuple, data.Dataset] = {}
+
+    def load(name, folder, whole):
+        if (name, folder, whole) not in datasets:
+            datasets[name, folder, whole] = data.load(name, folder, whole=whole)
+        return datasets[name, folder, whole]
+
     plans = []
     for f in folders:
-        name = data.canonical_name(dataset) if dataset else f.model.get("dataset")
+        recorded, sha = f.model.get("dataset"), f.model.get("test_sha256")
+        name = data.canonical_name(dataset) if dataset else recorded
         if not name:
             where = f"{f.path} has no manifest to name" if isinstance(f, LoneArtifact) else \
                 f"{f.folder}/manifest.json names no"
             raise BadInput(f"{where} its test dataset; pass --dataset")
-        # a test set the user names is all test images, unless it is the one training split
-        whole = bool(dataset) and name != f.model.get("dataset")
-        if (name, whole) not in datasets:
-            datasets[name, whole] = data.load(name, data_dir, whole=whole)
-        ds = datasets[name, whole]
+        folder = data_dir or f.model.get("data_dir")  # where training found it, in a fresh shell too
+        if name == recorded:
+            try:
+                ds = load(name, folder, False)
+            except BadInput as e:
+                raise BadInput(f"{e}; {f.where} was made from {recorded}: pass --dataset (or --data-dir for "
+                               f"{', '.join(data.NAMED[2:])}) where it is now" + (
+                                   f", and the same test images (sha256 {sha[:12]}...) keep fidelity measured"
+                                   if sha else "")) from None
+            same = True
+        else:
+            # the training set moved, or another test set: the same test images (by sha256)
+            # are the training split's, else a test set the user names is scored whole
+            ds = load(name, data_dir, False)
+            same = bool(sha) and ds.test_sha256() == sha
+            if not same:
+                ds = load(name, data_dir, True)
         if f.model.get("classes"):
             ds = data.by_class_names(ds, f.model["classes"])
         f.test_from = ds.test_from
-        plans.append((f, name, f.eval_data(ds, name, work / f"eval-{len(plans)}.npz")))
+        plans.append((f, name, f.eval_data(ds, name, work / f"eval-{len(plans)}.npz", same)))
     return plans
 
 
