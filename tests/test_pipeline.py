@@ -44,3 +44,22 @@ def test_pipeline_bad_input_fails_before_training(tmp_path):
     assert_bad_input(edgecnn("pipeline", "--formats", "tflite,coreml", "--out", tmp_path / "p"), "unknown format")
     assert_bad_input(edgecnn("pipeline", "--target", "ssh:/x", "--out", tmp_path / "p"), "unknown target")
     assert not (tmp_path / "p").exists()
+    assert_bad_input(edgecnn("pipeline", "--train-threads", "0", "--out", tmp_path / "p"), "threads")
+    assert_bad_input(edgecnn("pipeline", "--lr", "-1", "--out", tmp_path / "p"), "learning rate")
+    assert_bad_input(edgecnn("pipeline", "--precisions", "fp8", "--out", tmp_path / "p"), "precision")
+    assert not (tmp_path / "p").exists()
+
+
+def test_pipeline_takes_the_train_and_export_options(tmp_path):
+    out = tmp_path / "p"
+    r = edgecnn("pipeline", "--framework", "torch", "--epochs", "1", "--lr", "0.01", "--batch-size", "32",
+                "--train-threads", "1", "--formats", "tflite,ptl", "--precisions", "fp32,dynamic", "--int8",
+                "--engine", "x86", "--bench-runs", "5", "--bench-seconds", "0", "--json", "--out", out)
+    assert r.code in (0, 1), r
+    run = json.loads((out / "runs" / "torch" / "run.json").read_text())
+    assert (run["lr"], run["batch_size"], run["threads"]) == (0.01, 32, 1)
+    made = {(x["format"], x["precision"]) for x in r.json["results"]}
+    assert made == {("tflite", "fp32"), ("tflite", "dynamic"), ("tflite", "int8"), ("ptl", "fp32"), ("ptl", "int8")}
+    manifest = json.loads((out / "artifacts" / "torch" / "manifest.json").read_text())
+    ptl = next(a for a in manifest["artifacts"] if a["format"] == "ptl" and a["precision"] == "int8")
+    assert ptl["notes"]["engine"] == "x86"

@@ -78,6 +78,15 @@ def _converter_options(f):
     return f
 
 
+def _precisions(precisions: str | None, int8: bool) -> list[str]:
+    """--precisions (default fp32), with int8 added by --int8: for export and pipeline."""
+    from . import export as exporting
+    precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision") if precisions else ["fp32"]
+    if int8 and "int8" not in precs:
+        precs.append("int8")
+    return precs
+
+
 def _options_given(flags: dict) -> dict:
     return {k.removeprefix("option_"): v for k, v in flags.items() if k.startswith("option_")}
 
@@ -183,9 +192,7 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, cali
     """Export a trained run to edge artifacts, with a manifest."""
     from . import export as exporting
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
-    precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision") if precisions else ["fp32"]
-    if int8 and "int8" not in precs:
-        precs.append("int8")
+    precs = _precisions(precisions, int8)
     out = Path(out) if out else Path("artifacts") / Path(run_dir).resolve().name
     manifest, code = exporting.export(run_dir, fmts, precs, out, force=force,
                                       calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir,
@@ -470,14 +477,22 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
 @_model_options
 @click.option("--formats", default=None, help=f"{FORMATS_HELP[:-1]} [default: {DEFAULT_FORMATS}; {','.join(converters.made_from('numpy'))} for a spec only NumPy has].")
 @click.option("--int8", "int8", is_flag=True, help="Also export and validate post-training int8 artifacts.")
+@click.option("--precisions", default=None,
+              help=f"Comma-separated: {_precisions_help()} [default: fp32, plus int8 with --int8].")
 @click.option("--calib-samples", type=int, default=None,
               help="[default: 500, or all of a smaller training set]")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Training batch size.")
+@click.option("--lr", type=float, default=2e-3, show_default=True,
+              help="Peak learning rate; it decays to zero on a cosine.")
+@click.option("--train-threads", type=int, default=None,
+              help="CPU threads for training [default: every usable core]; --threads is the runtimes'.")
 @click.option("--out", type=click.Path(), default=None,
               help="Folder for runs, artifacts and report [default: runs/pipeline-DATASET].")
 @click.option("--force", is_flag=True, help="Replace what an earlier pipeline wrote there.")
 @_converter_options
 @_validation_options
-def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, int8, calib_samples, out, force,
+def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, int8, precisions, calib_samples,
+             batch_size, lr, train_threads, out, force,
              targets, threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config,
              accept_new, device_timeout, **flags):
     """Train, export, validate and report in one go."""
@@ -493,8 +508,9 @@ def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, 
     frameworks = PIPELINE_FRAMEWORKS[framework]
     out = Path(out) if out else Path("runs") / f"pipeline-{_slug(dataset)}"
     doc = run_pipeline(frameworks, dataset, out, force=force, data_dir=data_dir, epochs=epochs, seed=seed,
-                       formats=fmts, precisions=["fp32", "int8"] if int8 else ["fp32"],
+                       formats=fmts, precisions=_precisions(precisions, int8),
                        calib_samples=calib_samples, options=options, model=model, width=1.0 if width is None else width,
+                       batch_size=batch_size, lr=lr, train_threads=train_threads,
                        targets=tgts, gates=gates, bench=bench)
     return _finish_validation(doc, junit, as_json, doc["report"])
 

@@ -23,14 +23,16 @@ from . import data, export as exporting, models, outdir, report, train as traini
 def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = False, data_dir=None,
              epochs: int | None = None, seed: int = 0, formats=None, precisions=("fp32",),
              calib_samples: int | None = None, options: dict | None = None, model: str = "cnn",
-             width: float = 1.0, targets=None, gates=None, bench=None, log=None) -> dict:
+             width: float = 1.0, batch_size: int = 64, lr: float = 2e-3, train_threads: int | None = None,
+             targets=None, gates=None, bench=None, log=None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
     outdir.check_free(out, force, "pipeline folder")  # before minutes of training
     ds = data.load(dataset, data_dir)                 # a dataset that is not there fails now too
     cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
-    configs = {fw: training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=64, lr=2e-3, seed=seed,
-                                        threads=training.default_threads(), model=model, width=width,
+    threads = training.default_threads() if train_threads is None else train_threads
+    configs = {fw: training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                        threads=threads, model=model, width=width,
                                         hidden=training.DEFAULT_HIDDEN if model == "mlp" else ())
                for fw in frameworks}
     for cfg in configs.values():
