@@ -22,6 +22,8 @@ from .columns import columns
 LEGEND = ("Accuracy is on the whole test split; Δ acc is in points against the fp32 reference model; agreement "
           "is top-1 agreement with it. Latency is batch 1 after warm-up; no outliers are dropped. vs fp32 is the "
           "p50 over the same format's fp32 p50 in this run: below 1 is faster, ! marks slower.")
+# each source model (framework) its own marker fill in the plot: full, hollow, half, ...
+MODEL_FILLS = ("full", "none", "left", "bottom", "right", "top")
 PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
 
 
@@ -159,7 +161,9 @@ def _class_rows(doc: dict) -> list[tuple[str, ...]]:
     if not ran:
         return []
     n = max(len(r["per_class_accuracy"]) for r in ran)
-    out = [("artifact", *map(str, range(n)))]
+    names = {tuple(r.get("classes") or ()) for r in ran}
+    named = len(names) == 1 and len(next(iter(names))) == n
+    out = [("artifact", *(next(iter(names)) if named else map(str, range(n))))]
     for r in ran:
         out.append((_name(r), *("-" if a is None else f"{a:.1%}" for a in r["per_class_accuracy"])))
     return out
@@ -231,11 +235,12 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     from matplotlib.lines import Line2D
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     models = list(dict.fromkeys(r.get("model") for r in ran))
+    fill = {m: MODEL_FILLS[i % len(MODEL_FILLS)] for i, m in enumerate(models)}
     for r in ran:
         colour = PRECISION_COLOURS.get(r["precision"], "grey")
-        hollow = len(models) > 1 and r.get("model") != models[0]
-        ax.scatter(r["latency_ms"]["p50"], 100 * r["accuracy"], s=70, marker=_runner(r["format"]).marker,
-                   facecolors="white" if hollow else colour, edgecolors=colour, linewidths=1.8, zorder=3)
+        ax.plot(r["latency_ms"]["p50"], 100 * r["accuracy"], linestyle="", markersize=9, markeredgewidth=1.8,
+                marker=_runner(r["format"]).marker, color=colour, fillstyle=fill[r.get("model")],
+                markerfacecoloralt="white", zorder=3)
     ax.set_xlim(0, max(r["latency_ms"]["p50"] for r in ran) * 1.1)
     ax.set_xlabel("p50 latency, batch 1 (ms)")
     ax.set_ylabel("test accuracy (%)")
@@ -246,8 +251,8 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     handles += [Line2D([], [], linestyle="", marker="o", color=c, label=p)
                 for p, c in PRECISION_COLOURS.items() if any(r["precision"] == p for r in ran)]
     if len(models) > 1:
-        handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor="black" if i == 0 else "white",
-                           markeredgecolor="black", label=f"from {m}") for i, m in enumerate(models)]
+        handles += [Line2D([], [], linestyle="", marker="o", color="black", fillstyle=fill[m],
+                           markerfacecoloralt="white", label=f"from {m}") for m in models]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return _svg(fig)
 
@@ -278,7 +283,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
        padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; white-space: nowrap; }
+.table { overflow-x: auto; max-width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.45rem; text-align: right; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; }
 th { background: #f4f4f4; } td:nth-child(-n+3), th:nth-child(-n+3) { text-align: left; }
 td.status-pass { color: #177a2c; font-weight: 600; } td.status-fail, td.status-error { color: #b3261e; font-weight: 600; }
 td.status-skipped { color: #8a6d00; }
@@ -299,7 +306,7 @@ def _html_table(rs: list[tuple], status_col: int | None = None) -> str:
             cls = f' class="status-{c.split()[0].lower().rstrip(":")}"' if i == status_col and c else ""
             cells.append(f"<td{cls}>{html.escape(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def html_page(doc: dict) -> str:

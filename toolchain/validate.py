@@ -244,7 +244,7 @@ def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: st
             "model": model, "source_framework": folder.model.get("source_framework"), "dataset": dataset,
             "format": entry["format"], "precision": entry["precision"], "target": target_name,
             "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
-            "test_images_from": getattr(folder, "test_from", None)}
+            "test_images_from": getattr(folder, "test_from", None), "classes": folder.model.get("classes")}
 
 
 def _accuracy_drops(rows: list[dict]) -> None:
