@@ -20,6 +20,15 @@ import numpy as np
 from .runner import Runner
 
 MIN_RUNS, MIN_SECONDS, WARMUP_RUNS = 200, 1.0, 20
+ROUNDS = 5  # the steady state cut into this many consecutive rounds: their p50s show the noise
+
+
+def round_medians(ns: np.ndarray, rounds: int = ROUNDS) -> list[float]:
+    """The p50 (ms) of each of `rounds` consecutive slices of the timed runs: how much the
+    median itself moves within one measurement, which a comparison with another run must
+    allow for (toolchain/baseline.py)."""
+    return [float(np.median(chunk)) / 1e6 for chunk in np.array_split(np.asarray(ns, np.float64), rounds)
+            if len(chunk)]
 
 
 def latency_stats(ns: np.ndarray) -> dict:
@@ -56,4 +65,5 @@ def bench(runner: Runner, sample: np.ndarray, min_runs: int = MIN_RUNS, min_seco
         whole.append(clock() - t)
     return {"import_ms": runner.import_ms, "load_ms": runner.load_ms, "first_ms": first_ms,
             "warmup_runs": warmup, "runs": len(times), "bench_seconds": steady_s,
-            "latency_ms": latency_stats(np.array(times)), "infer_ms": latency_stats(np.array(whole))}
+            "latency_ms": dict(latency_stats(np.array(times)), rounds_p50=round_medians(np.array(times))),
+            "infer_ms": latency_stats(np.array(whole))}

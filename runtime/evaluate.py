@@ -37,6 +37,18 @@ def nchw(batch: np.ndarray) -> np.ndarray:
     return out
 
 
+def encode_top1(pred: np.ndarray) -> str:
+    """Each image's top-1 class, uint16 little-endian, base64: what a paired comparison
+    with another run needs, in 2 bytes an image (decode_top1 reads it back)."""
+    import base64
+    return base64.b64encode(np.asarray(pred, "<u2").tobytes()).decode("ascii")
+
+
+def decode_top1(text: str) -> np.ndarray:
+    import base64
+    return np.frombuffer(base64.b64decode(text), "<u2").astype(np.int64)
+
+
 def infer_all(runner: Runner, images: np.ndarray, scaling: dict, batch: int = EVAL_BATCH,
               classes: int | None = None) -> np.ndarray:
     """The logits of raw uint8 NHWC `images`, scaled and run a batch at a time (one at a
@@ -72,6 +84,7 @@ def evaluate(runner: Runner, images: np.ndarray, labels: np.ndarray, scaling: di
     per_class = [float(correct[labels == c].mean()) if (labels == c).any() else None
                  for c in range(classes)]
     result = {"samples": int(n), "batch": int(batch), "eval_seconds": round(seconds, 4),
+              "top1": encode_top1(pred),
               "accuracy": float(correct.mean()), "per_class_accuracy": per_class,
               "agreement": None, "max_abs_diff": None}
     if reference is not None:

@@ -88,3 +88,43 @@ def test_int8_speed_is_a_ratio_to_fp32_with_a_warning_when_slower(digits_artifac
     assert all(s in r.err for s in slower)
     page = (tmp_path / "rep" / "report.md").read_text()
     assert "vs fp32" in page and ("## Warnings" in page) == bool(slower)
+
+
+def test_a_baseline_judges_accuracy_by_a_paired_test_and_latency_beyond_noise(digits_artifacts, tmp_path):
+    import json
+    base = tmp_path / "base"
+    args = ("validate", digits_artifacts, "--formats", "onnx", *FAST_BENCH)
+    assert edgecnn(*args, "--report", base).code == 0
+    # the same artifacts again: nothing lost, nothing gained; a huge tolerance so that a
+    # loaded machine cannot fail it (tests never judge timings)
+    r = edgecnn(*args, "--baseline", base / "results.json", "--latency-tolerance", "100000", "--json")
+    assert r.code == 0, r
+    for row in r.json["results"]:
+        b = row["baseline"]
+        assert (b["lost"], b["gained"], b["p_value"]) == (0, 0, 1.0) and b["ratio"] > 0
+        assert {g["gate"] for g in row["gates"]} == {"baseline_accuracy", "baseline_latency"}
+    # an old run 1000x faster: the new one regressed far beyond any noise
+    doc = json.loads((base / "results.json").read_text())
+    for row in doc["results"]:
+        row["latency_ms"]["rounds_p50"] = [x / 1000 for x in row["latency_ms"]["rounds_p50"]]
+    (tmp_path / "fast.json").write_text(json.dumps(doc))
+    r = edgecnn(*args, "--baseline", tmp_path / "fast.json", "--json")
+    assert r.code == 1, r
+    failed = {g["gate"] for row in r.json["results"] for g in row["gates"] if not g["passed"]}
+    assert failed == {"baseline_latency"}
+    # a model trained 1 epoch instead of 10, on the same test images: significantly worse
+    weak = tmp_path / "weak"
+    assert edgecnn("pipeline", "--framework", "torch", "--epochs", "1", "--formats", "onnx", "--out", weak,
+                   *FAST_BENCH).code == 0
+    r = edgecnn("validate", weak / "artifacts" / "torch", *FAST_BENCH, "--baseline", base / "results.json",
+                "--latency-tolerance", "100000", "--report", tmp_path / "rep")
+    assert r.code == 1, r
+    assert "FAIL baseline_accuracy" in r.out and "Against the run of" in r.out
+    assert "## Against the baseline" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_a_bad_baseline_is_one_line(digits_artifacts, tmp_path):
+    (tmp_path / "x.json").write_text("{}")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--baseline", tmp_path / "x.json"), "not an edgecnn results")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--baseline", tmp_path / "none.json"), "no such file")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--latency-tolerance", "5"), "add --baseline")

@@ -400,6 +400,10 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
     else:
         click.echo(report.table(doc))
         click.echo(f"scored: {report.scored_line(doc)}")
+        if doc.get("baseline"):
+            from .baseline import rows as baseline_rows
+            from .columns import columns
+            click.echo(f"\n{report.baseline_note(doc)}\n" + "\n".join(columns(baseline_rows(doc))))
         for line in report.differences(doc):
             click.echo(f"differs: {line}")
         for ex in doc.get("explain", []):
@@ -434,11 +438,17 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 @click.option("--mean", default=None, help="For artifact files made elsewhere: per-channel mean to subtract "
                                            "after dividing, e.g. 0.485,0.456,0.406.")
 @click.option("--std", default=None, help="For artifact files made elsewhere: per-channel std to divide by, with --mean.")
+@click.option("--baseline", type=click.Path(), default=None, metavar="RESULTS.json",
+              help="Judge each artifact against an earlier run's results.json: accuracy by McNemar's paired test, "
+                   "p50 latency against a tolerance plus the runs' own noise.")
+@click.option("--latency-tolerance", type=float, default=None, metavar="PCT",
+              help="With --baseline: how much slower the p50 may be, beyond the runs' noise [default: 10].")
 @click.option("--explain", "explain_too", is_flag=True,
               help="Also run `edgecnn explain` on each folder with int8 artifacts, on the same targets, into the "
                    "results and the report (it makes each int8 artifact again once per layer).")
 @_validation_options
-def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, explain_too,
+def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, baseline,
+             latency_tolerance, explain_too,
              targets,
              threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new,
              device_timeout,
@@ -457,9 +467,16 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
     precs = exporting.parse_list(precisions, exporting.ALL_PRECISIONS, "precision")
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
                                            ssh_config, accept_new, device_timeout, **gate_flags)
+    from . import baseline as baselines
+    if latency_tolerance is not None:
+        baselines.check_tolerance(latency_tolerance)
+        if baseline is None:
+            raise BadInput("--latency-tolerance applies to a comparison: add --baseline OLD/results.json")
     doc = run_validation(art_dirs, fmts, precs, targets=tgts, gates=gates, dataset=dataset, data_dir=data_dir,
                          bench=bench, preprocessing={"divide_by": divide_by, "mean": mean, "std": std},
-                         reference=Path(reference) if reference else None)
+                         reference=Path(reference) if reference else None,
+                         baseline=baselines.load(Path(baseline)) if baseline else None,
+                         latency_tolerance=latency_tolerance)
     if explain_too:
         from .explain import for_report
         doc["explain"] = for_report(art_dirs, data_dir, tgts, fmts)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from edgecnn.runtime import RUNNERS, Runner, runner_class
 
-from . import crosscheck, explain, outdir
+from edgecnn.runtime.bench import ROUNDS
+
+from . import baseline, crosscheck, explain, outdir
 from .columns import columns
 
 # what the main table's columns mean, under it in every rendering
@@ -98,6 +100,13 @@ def differences(doc: dict) -> list[str]:
     """One line per artifact and machine whose top-1 answers differ from the local run's,
     naming the machine that deviates from the fp32 reference."""
     return [f"{_name(r)}: {crosscheck.summary(r)}" for r in doc["results"] if r.get("host_deviation")]
+
+
+def baseline_note(doc: dict) -> str:
+    b = doc["baseline"]
+    return (f"Against the run of {b.get('created') or '?'}: {b['matched']} artifacts matched. Accuracy fails when "
+            f"McNemar's exact one-sided test finds the new run worse at p < {b['alpha']}; the p50 (median of "
+            f"{ROUNDS} rounds) fails above the old one x (1 + {b['tolerance_pct']:g} % + the larger round spread).")
 
 
 def warnings(doc: dict) -> list[str]:
@@ -191,6 +200,8 @@ def markdown(doc: dict) -> str:
         parts += ["## Answers that differ between machines", ""] + [f"- {d}" for d in differences(doc)] + [""]
     if warnings(doc):
         parts += ["## Warnings", ""] + [f"- {w}" for w in warnings(doc)] + [""]
+    if doc.get("baseline"):
+        parts += ["## Against the baseline", "", baseline_note(doc), "", _md_table(baseline.rows(doc)), ""]
     for ex in doc.get("explain", []):
         parts += [f"## Where int8 loses accuracy, layer by layer: {ex['folder']}", ""]
         if "reason" in ex:
@@ -336,6 +347,9 @@ def html_page(doc: dict) -> str:
             f"<li>{html.escape(d)}</li>" for d in differences(doc)) + "</ul>")
     if warnings(doc):
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings(doc)) + "</ul>")
+    if doc.get("baseline"):
+        parts.append(f"<h2>Against the baseline</h2><p>{html.escape(baseline_note(doc))}</p>"
+                     + _html_table(baseline.rows(doc)))
     if charts:
         parts.append('<h2>Accuracy, latency and size</h2><div class="charts">' + "".join(charts) + "</div>")
     detail = _detail_rows(doc)

@@ -244,7 +244,8 @@ def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: st
             "model": model, "source_framework": folder.model.get("source_framework"), "dataset": dataset,
             "format": entry["format"], "precision": entry["precision"], "target": target_name,
             "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
-            "test_images_from": getattr(folder, "test_from", None), "classes": folder.model.get("classes")}
+            "test_images_from": getattr(folder, "test_from", None), "test_sha256": getattr(folder, "test_sha256", None),
+            "classes": folder.model.get("classes")}
 
 
 def _accuracy_drops(rows: list[dict]) -> None:
@@ -333,14 +334,16 @@ def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, wor
                 ds = load(name, data_dir, True)
         if f.model.get("classes"):
             ds = data.by_class_names(ds, f.model["classes"])
-        f.test_from = ds.test_from
+        f.test_from, f.test_sha256 = ds.test_from, ds.test_sha256()
         plans.append((f, name, f.eval_data(ds, name, work / f"eval-{len(plans)}.npz", same)))
     return plans
 
 
 def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates: dict | None = None,
              dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None,
-             preprocessing: dict | None = None, reference: Path | None = None) -> dict:
+             preprocessing: dict | None = None, reference: Path | None = None, baseline: dict | None = None,
+             latency_tolerance: float | None = None) -> dict:
+    """`baseline`: an earlier results.json document (baseline.py), judged against."""
     from .targets import LocalTarget
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     targets = list(targets or [LocalTarget()])
@@ -403,6 +406,10 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
                 with ThreadPoolExecutor(max_workers=len(run_order) or 1) as pool:
                     list(pool.map(lambda tr: _run_one(tr[0], job, tr[1], work, log, where, host_logits, reference),
                                   zip(run_order, others_rows)))
+        labels = {}  # the images' labels by their sha256, for a paired comparison with a baseline
+        for f, _, data_path in plans:
+            with np.load(data_path) as z:
+                labels[f.test_sha256] = z["labels"]
     _accuracy_drops(rows)
     _speed_vs_fp32(rows)
     for row in rows:
@@ -419,6 +426,11 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
     for row in rows:
         if row["status"] == "ok":
             row["status"] = "pass" if all(g["passed"] for g in row["gates"]) else "fail"
+    against = None
+    if baseline is not None:
+        from . import baseline as baselines
+        against = baselines.compare(rows, {"cpu": HOST_CPU}, baseline, labels,
+                                    baselines.DEFAULT_TOLERANCE_PCT if latency_tolerance is None else latency_tolerance)
     return {
         "schema": RESULTS_SCHEMA, "edgecnn": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -426,7 +438,8 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
         "target": targets[0].describe(), "targets": [t.describe() for t in targets],
         "gates": gates.get("", {}), "gate_tables": {k: v for k, v in gates.items() if k},
         "bench": bench or {},
-        "passed": _passed(rows, gates),
+        "passed": _passed(rows, gates) and not (against and any(r["status"] == "skipped" for r in rows)),
+        **({"baseline": against} if against else {}),
         "results": rows,
     }
 
