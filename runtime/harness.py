@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from . import cpu, runner_for
+from . import cpu, devicestate, runner_for
 from .bench import bench
 from .evaluate import evaluate, infer_all, scale
 from .runner import ArtifactError, RuntimeMissing
@@ -84,7 +84,9 @@ def run_job(job: dict) -> dict:
             sample = scale(data["sample"], job["scaling"])
             check_input(runner, sample.shape[1:])
             b = job.get("bench", {})
+            before = devicestate.read()
             result.update(bench(runner, sample, **b))
+            result["device_state"] = devicestate.judge(before, devicestate.read())
             result["peak_rss_mb"] = round(peak_rss_mb(), 1)
             reference = data["reference"] if "reference" in data.files else None
             result.update(evaluate(runner, data["images"], data["labels"], job["scaling"], reference,

@@ -208,3 +208,44 @@ def test_a_device_with_numpy_alone_runs_numpy_artifacts(device, digits_run, tmp_
     row, = [x for x in r.json["results"] if x["target"] == "ssh://pi"]
     assert row["status"] == "pass" and row["host_agreement"] == 1.0 and row["host_max_abs_diff"] <= 1e-4, row
     assert row["latency_ms"]["p50"] > 0 and not row["emulated"]
+
+
+def _fake_pi_sysfs(root: Path, governor: str, cur_khz: int, temp_mc: int, flags: list[str]) -> None:
+    """A Raspberry Pi's sysfs and firmware as the harness reads them; `flags` are what
+    successive `vcgencmd get_throttled` calls answer (before the run, after it)."""
+    cpufreq = root / "sys/devices/system/cpu/cpu0/cpufreq"
+    cpufreq.mkdir(parents=True)
+    (cpufreq / "scaling_governor").write_text(f"{governor}\n")
+    (cpufreq / "scaling_cur_freq").write_text(f"{cur_khz}\n")
+    (cpufreq / "cpuinfo_max_freq").write_text("2400000\n")
+    (root / "sys/class/thermal/thermal_zone0").mkdir(parents=True)
+    (root / "sys/class/thermal/thermal_zone0/temp").write_text(f"{temp_mc}\n")
+    (root / "usr/bin").mkdir(parents=True)
+    counter = root / "calls"
+    answers = " ".join(flags)
+    (root / "usr/bin/vcgencmd").write_text(
+        "#!/bin/sh\nn=$(cat %s 2>/dev/null || echo 0); echo $((n+1)) > %s\n"
+        "set -- %s\nshift $(( n < $# ? n : $# - 1 ))\necho throttled=$1\n" % (counter, counter, answers))
+    (root / "usr/bin/vcgencmd").chmod(0o755)
+
+
+def test_the_device_state_is_read_and_a_throttled_run_is_marked(device, digits_artifacts, tmp_path):
+    args = ("validate", digits_artifacts, "--formats", "onnx", "--precisions", "fp32", "--target", "ssh://pi",
+            "--ssh-config", device["config"], "--remote-python", PYTHON, *FAST_BENCH)
+    cool = tmp_path / "cool"
+    _fake_pi_sysfs(cool, "performance", 2400000, 48312, ["0x0", "0x0"])
+    r = edgecnn(*args, "--json", env={"EDGECNN_SYSFS_ROOT": str(cool)})
+    assert r.code == 0, r
+    state = r.json["results"][0]["device_state"]
+    assert state["before"] == {"governor": "performance", "cur_mhz": 2400.0, "max_mhz": 2400.0, "temp_c": 48.3,
+                               "throttled": 0}
+    assert state["throttled"] is None
+    # soft temperature limit hit during the run, and the clock capped now (the local
+    # reference run reads the same fake tree first: its two readings come before)
+    hot = tmp_path / "hot"
+    _fake_pi_sysfs(hot, "ondemand", 1500000, 82000, ["0x0", "0x0", "0x0", "0x80002"])
+    r = edgecnn(*args, env={"EDGECNN_SYSFS_ROOT": str(hot)})
+    assert r.code == 0, r
+    assert "pass, throttled" in r.out
+    assert "measured while throttled (ARM frequency capped (now); soft temperature limit (during the run))" in r.err
+    assert "governor ondemand, 1500.0 of 2400.0 MHz" in r.err

@@ -40,7 +40,7 @@ def _status(r: dict, width: int = 70) -> str:
     if r["status"] in ("skipped", "error"):
         text = f"{r['status']}: {r.get('reason', '')}" + (f" ({r['hint']})" if r.get("hint") else "")
         return text[:width]
-    return r["status"]
+    return r["status"] + (", throttled" if (r.get("device_state") or {}).get("throttled") else "")
 
 
 def _with_interval(value: float | None, ci) -> str:
@@ -110,7 +110,15 @@ def baseline_note(doc: dict) -> str:
 
 
 def warnings(doc: dict) -> list[str]:
-    return [f"{_name(r)} on {r['target']}: {w}" for r in doc["results"] for w in r.get("warnings", [])]
+    out = [f"{_name(r)} on {r['target']}: {w}" for r in doc["results"] for w in r.get("warnings", [])]
+    for r in doc["results"]:
+        state = r.get("device_state") or {}
+        if state.get("throttled"):
+            before, after = state["before"], state["after"]
+            out.append(f"{_name(r)} on {r['target']}: measured while throttled ({state['throttled']}); governor "
+                       f"{after.get('governor')}, {after.get('cur_mhz')} of {after.get('max_mhz')} MHz, "
+                       f"{before.get('temp_c')} -> {after.get('temp_c')} C")
+    return out
 
 
 def scored_line(doc: dict) -> str:

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -322,6 +323,8 @@ class SshTarget(HarnessTarget):
         self.sent.add(data_name)
         try:
             threads = " ".join(f"{k}={v}" for k, v in thread_env(self.threads).items())
+            if os.environ.get("EDGECNN_SYSFS_ROOT"):  # a fake sysfs for the device's state (tests)
+                threads += f" EDGECNN_SYSFS_ROOT={shlex.quote(os.environ['EDGECNN_SYSFS_ROOT'])}"
             proc = self._ssh(timeout=self.timeout_s, command=f"cd {d} && rm -f result.json {' '.join(wanted.values())} && "
                              f"PYTHONPATH={d} {threads} {self.python} -m edgecnn.runtime.harness job.json")
         except subprocess.TimeoutExpired:
