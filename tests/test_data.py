@@ -1,5 +1,6 @@
 """Datasets: the real files, each source format, and every way a file can be wrong."""
 import gzip
+import json
 import shutil
 
 import numpy as np
@@ -268,3 +269,29 @@ def test_a_named_test_set_is_scored_whole_and_by_class_name(digits_artifacts, tm
     assert row["samples"] == 60 and row["test_images_from"] == "all 60 images"
     # relabelled by name: scoring these 60 as classes 0, 1, 2 would put accuracy near 1/3 at best
     assert row["accuracy"] > 0.9 and row["per_class_accuracy"][3] > 0.8 and row["per_class_accuracy"][1] is None
+
+
+def test_resize_makes_a_folder_of_mixed_sizes_one_size(tmp_path):
+    """Refused without --resize; with it, train resizes (bilinear), and export and
+    validate read the folder at the size training recorded."""
+    from PIL import Image
+    ds = data.load("digits")
+    for c in range(3):
+        (tmp_path / "mixed" / f"d{c}").mkdir(parents=True)
+        for i, img in enumerate(ds.x_train[ds.y_train == c][:30]):
+            im = Image.fromarray(img[:, :, 0])
+            (im.resize((16, 16)) if i % 2 else im).save(tmp_path / "mixed" / f"d{c}" / f"{i}.png")
+    name = f"folder:{tmp_path / 'mixed'}"
+    assert_bad = edgecnn("train", "--dataset", name, "--epochs", "1", "--out", tmp_path / "r0")
+    assert assert_bad.code == 2 and "all images must be one size" not in assert_bad.err and "--resize" in assert_bad.err
+    r = edgecnn("pipeline", "--framework", "torch", "--dataset", name, "--resize", "12x12", "--epochs", "2",
+                "--formats", "onnx", "--out", tmp_path / "p", "--bench-runs", "5", "--bench-seconds", "0", "--json")
+    assert r.code == 0, r
+    run = json.loads((tmp_path / "p" / "runs" / "torch" / "run.json").read_text())
+    assert run["resize"] == [12, 12]
+    art = tmp_path / "p" / "artifacts" / "torch"
+    assert json.loads((art / "manifest.json").read_text())["model"]["input_shape"] == [12, 12, 1]
+    assert r.json["results"][0]["samples"] == 18 and r.json["results"][0]["agreement"] == 1.0
+    v = edgecnn("validate", art, "--dataset", "digits")
+    assert v.code == 2 and "--resize" not in v.err  # not a folder: no resize to offer
+    assert edgecnn("train", "--dataset", "digits", "--resize", "12x12", "--out", tmp_path / "r1").code == 2

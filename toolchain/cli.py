@@ -125,6 +125,8 @@ def _model_options(f):
               help="Random translation of training images, in pixels each way (0: none) "
                    "[default: 1; 0 for xor].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resize", default=None, metavar="HxW",
+              help="folder: datasets: resize every image to this (bilinear), instead of refusing mixed sizes.")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for training [default: every usable core].")
 @click.option("--out", type=click.Path(), default=None,
@@ -132,7 +134,7 @@ def _model_options(f):
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def train(framework, dataset, model, width, hidden, activation, optimizer, data_dir, epochs, batch_size, lr, shift, seed,
-          threads, out, force, as_json):
+          resize, threads, out, force, as_json):
     """Train a model (the reference CNN by default) and write a run folder."""
     from . import train as training
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -148,7 +150,8 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
         model=model, width=1.0 if width is None else width, hidden=sizes, activation=activation or "relu",
         optimizer=optimizer)
     out = Path(out) if out else _default_run_dir(framework, dataset)
-    result = training.train(dataset, cfg, out, force=force, data_dir=data_dir)
+    from .images import parse_size
+    result = training.train(dataset, cfg, out, force=force, data_dir=data_dir, resize=parse_size(resize))
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -428,6 +431,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
 @click.option("--dataset", default=None,
               help="Test split to judge on [default: the dataset in the manifest].")
 @click.option("--data-dir", type=click.Path(), default=None, help="Where to find MNIST-style IDX files.")
+@click.option("--resize", default=None, metavar="HxW",
+              help="folder: test sets: resize every image to this (bilinear) [default: as training did].")
 @click.option("--report", "report_dir", type=click.Path(), default=None,
               help="Write report.md, index.html and results.json into this folder.")
 @click.option("--reference", type=click.Path(), default=None,
@@ -447,8 +452,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
               help="Also run `edgecnn explain` on each folder with int8 artifacts, on the same targets, into the "
                    "results and the report (it makes each int8 artifact again once per layer).")
 @_validation_options
-def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, reference, divide_by, mean, std, baseline,
-             latency_tolerance, explain_too,
+def validate(art_dirs, formats, precisions, dataset, data_dir, resize, report_dir, reference, divide_by, mean, std,
+             baseline, latency_tolerance, explain_too,
              targets,
              threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config, accept_new,
              device_timeout,
@@ -468,6 +473,7 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
     tgts, gates, bench = _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python,
                                            ssh_config, accept_new, device_timeout, **gate_flags)
     from . import baseline as baselines
+    from .images import parse_size
     if latency_tolerance is not None:
         baselines.check_tolerance(latency_tolerance)
         if baseline is None:
@@ -476,7 +482,7 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
                          bench=bench, preprocessing={"divide_by": divide_by, "mean": mean, "std": std},
                          reference=Path(reference) if reference else None,
                          baseline=baselines.load(Path(baseline)) if baseline else None,
-                         latency_tolerance=latency_tolerance)
+                         latency_tolerance=latency_tolerance, resize=parse_size(resize))
     if explain_too:
         from .explain import for_report
         doc["explain"] = for_report(art_dirs, data_dir, tgts, fmts)
@@ -501,6 +507,8 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Training batch size.")
 @click.option("--lr", type=float, default=2e-3, show_default=True,
               help="Peak learning rate; it decays to zero on a cosine.")
+@click.option("--resize", default=None, metavar="HxW",
+              help="folder: datasets: resize every image to this (bilinear), instead of refusing mixed sizes.")
 @click.option("--train-threads", type=int, default=None,
               help="CPU threads for training [default: every usable core]; --threads is the runtimes'.")
 @click.option("--out", type=click.Path(), default=None,
@@ -509,11 +517,12 @@ def validate(art_dirs, formats, precisions, dataset, data_dir, report_dir, refer
 @_converter_options
 @_validation_options
 def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, int8, precisions, calib_samples,
-             batch_size, lr, train_threads, out, force,
+             batch_size, lr, resize, train_threads, out, force,
              targets, threads, config, bench_runs, bench_seconds, junit, as_json, remote_python, ssh_config,
              accept_new, device_timeout, **flags):
     """Train, export, validate and report in one go."""
     from . import export as exporting
+    from .images import parse_size
     from .pipeline import pipeline as run_pipeline
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BadInput(f"data folder {data_dir} does not exist")
@@ -527,7 +536,7 @@ def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, 
     doc = run_pipeline(frameworks, dataset, out, force=force, data_dir=data_dir, epochs=epochs, seed=seed,
                        formats=fmts, precisions=_precisions(precisions, int8),
                        calib_samples=calib_samples, options=options, model=model, width=1.0 if width is None else width,
-                       batch_size=batch_size, lr=lr, train_threads=train_threads,
+                       batch_size=batch_size, lr=lr, train_threads=train_threads, resize=parse_size(resize),
                        targets=tgts, gates=gates, bench=bench)
     return _finish_validation(doc, junit, as_json, doc["report"])
 

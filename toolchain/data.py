@@ -61,10 +61,13 @@ def describe_names() -> str:
     return ", ".join(NAMED) + ", " + ", ".join(f"{p}:PATH" for p in PREFIXED)
 
 
-def load(name: str, data_dir=None, whole: bool = False) -> Dataset:
+def load(name: str, data_dir=None, whole: bool = False, resize: tuple[int, int] | None = None) -> Dataset:
     """Resolve a dataset name to arrays; every failure is a one-line BadInput. With
     `whole`, a set that has no split of its own (a CSV file, a folder of class folders)
-    is all test images: the user named it as a test set."""
+    is all test images: the user named it as a test set. `resize` (height, width)
+    resizes a folder's images (images.py says how); other sets are arrays of one size."""
+    if resize is not None and not name.startswith("folder:"):
+        raise BadInput(f"--resize applies to folder: datasets, not {name!r}")
     if name == "digits":
         return _digits()
     if name == "xor":
@@ -80,8 +83,10 @@ def load(name: str, data_dir=None, whole: bool = False) -> Dataset:
     p = Path(path).expanduser()
     if not p.exists():
         raise BadInput(f"dataset {name!r}: {p} does not exist")
-    if kind in ("csv", "folder"):
-        return {"csv": _csv, "folder": _folder}[kind](name, p, whole)
+    if kind == "folder":
+        return _folder(name, p, whole, resize)
+    if kind == "csv":
+        return _csv(name, p, whole)
     return {"idx": _idx_folder, "npz": _npz}[kind](name, p)
 
 
@@ -301,7 +306,7 @@ def _class_images(name, path: Path) -> tuple[list[str], list[tuple[Path, object]
     return classes, found, labels
 
 
-def _folder(name, path: Path, whole: bool = False) -> Dataset:
+def _folder(name, path: Path, whole: bool = False, resize: tuple[int, int] | None = None) -> Dataset:
     """Class sub-folders of images, split 80/20; or train/ and test/ folders, each of
     class sub-folders, which are the split."""
     if not path.is_dir():
@@ -312,16 +317,16 @@ def _folder(name, path: Path, whole: bool = False) -> Dataset:
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
             raise BadInput(f"dataset {name!r}: test/{unknown[0]} is a class that train/ does not have")
-        x = _arrays(name, train + test)
+        x = _arrays(name, train + test, resize)
         y = [classes.index(c) for c in train_labels + test_labels]
         return _finish(name, x[:len(train)], y[:len(train)], x[len(train):], y[len(train):], classes,
                        f"the {len(test)} images in {path / 'test'}")
     classes, found, labels = _class_images(name, path)
-    return _split(name, _arrays(name, found), np.asarray([classes.index(c) for c in labels]), classes, whole)
+    return _split(name, _arrays(name, found, resize), np.asarray([classes.index(c) for c in labels]), classes, whole)
 
 
-def _arrays(name, found) -> np.ndarray:
+def _arrays(name, found, resize=None) -> np.ndarray:
     try:
-        return images.to_array(found, can_resize=False)
+        return images.to_array(found, resize=resize)
     except BadInput as e:
         raise BadInput(f"dataset {name!r}: {e}") from None

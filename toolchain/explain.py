@@ -131,7 +131,7 @@ def explain(art_dir, samples: int = SAMPLES, data_dir=None, alone: bool = True, 
         raise BadInput(f"{art_dir}: explain compares layers of edgecnn's graph, and this folder's model "
                        f"{'has no run folder' if run is None else 'was imported in its own framework'}")
     graph = run.spec.graph
-    ds = data.load(run.dataset, data_dir or run.data_dir)
+    ds = data.load(run.dataset, data_dir or run.data_dir, resize=run.resize)
     if ds.input_shape != run.spec.input_shape:
         raise BadInput(f"dataset {run.dataset!r} has {ds.input_shape} images; the run takes {run.spec.input_shape}")
     x = scale(ds.x_test[:samples], run.spec.scaling)

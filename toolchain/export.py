@@ -172,7 +172,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
     accuracy drop, in points, that int8 artifacts are repaired to fit."""
     seed = run.seed
     try:
-        ds = data.load(run.dataset, data_dir or run.data_dir)
+        ds = data.load(run.dataset, data_dir or run.data_dir, resize=run.resize)
     except BadInput as e:
         raise BadInput(f"the run's dataset is needed for calibration and reference outputs: {e}") from None
     if ds.input_shape != run.spec.input_shape or ds.classes != run.spec.classes:
@@ -260,6 +260,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
             "arch": run.spec.arch, "params": run.params, "macs": run.macs,
             "source_framework": run.framework, "run": str(Path(run_dir).resolve()),
             "dataset": run.dataset, "data_dir": ds.read_from or run.data_dir,
+            **({"resize": list(run.resize)} if run.resize else {}),
             "test_sha256": ds.test_sha256(), "test_images": int(len(ds.y_test)), "classes": run.spec.classes,
             "input_shape": list(run.spec.input_shape), "scaling": run.spec.scaling,
             "seed": seed, "training": {"test_accuracy": run.metrics.get("test_accuracy"),

@@ -76,12 +76,10 @@ def open_image(path: Path):
 
 
 def to_array(images: list[tuple[Path, object]], channels: int | None = None,
-             size: tuple[int, int] | None = None, resize: tuple[int, int] | None = None,
-             can_resize: bool = True) -> np.ndarray:
+             size: tuple[int, int] | None = None, resize: tuple[int, int] | None = None) -> np.ndarray:
     """(path, image) pairs as one uint8 (N, H, W, C) array. `channels` is the model's (1 or
     3), else decided by the images. Every image must be `size` (H, W) (the first image's
-    when None) unless `resize` is given, which every image is resized to; `can_resize`
-    says whether the refusal may suggest --resize."""
+    when None) unless `resize` is given, which every image is resized to."""
     from PIL import Image
     if channels is None:
         channels = 1 if all(_is_grey(im) for _, im in images) else 3
@@ -96,9 +94,8 @@ def to_array(images: list[tuple[Path, object]], channels: int | None = None,
         want = resize or size or (images[0][1].size[1], images[0][1].size[0])
         if (im.size[1], im.size[0]) != tuple(want):
             first = "the model takes" if size else f"{images[0][0]} is"
-            raise BadInput(f"{path} is {im.size[1]}x{im.size[0]} (HxW) but {first} {want[0]}x{want[1]}; " + (
-                f"pass --resize {want[0]}x{want[1]} to resize ({RESAMPLING})" if can_resize
-                else "all images must be one size"))
+            raise BadInput(f"{path} is {im.size[1]}x{im.size[0]} (HxW) but {first} {want[0]}x{want[1]}; "
+                           f"pass --resize {want[0]}x{want[1]} to resize ({RESAMPLING})")
         try:
             a = _pixels(im, channels == 1)
         except ValueError as e:

@@ -24,11 +24,12 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
              epochs: int | None = None, seed: int = 0, formats=None, precisions=("fp32",),
              calib_samples: int | None = None, options: dict | None = None, model: str = "cnn",
              width: float = 1.0, batch_size: int = 64, lr: float = 2e-3, train_threads: int | None = None,
+             resize: tuple[int, int] | None = None,
              targets=None, gates=None, bench=None, log=None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
     outdir.check_free(out, force, "pipeline folder")  # before minutes of training
-    ds = data.load(dataset, data_dir)                 # a dataset that is not there fails now too
+    ds = data.load(dataset, data_dir, resize=resize)  # a dataset that is not there fails now too
     cfg_epochs = training.default_epochs(dataset) if epochs is None else epochs
     threads = training.default_threads() if train_threads is None else train_threads
     configs = {fw: training.TrainConfig(framework=fw, epochs=cfg_epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -49,7 +50,7 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
         for fw, cfg in configs.items():
             log(f"pipeline: training {fw} on {dataset} ({cfg_epochs} epochs)")
             t = time.perf_counter()
-            result = training.train(dataset, cfg, out / "runs" / fw, force=True, data_dir=data_dir)
+            result = training.train(dataset, cfg, out / "runs" / fw, force=True, data_dir=data_dir, resize=resize)
             steps[f"train_{fw}"] = round(time.perf_counter() - t, 1)
             trained.append(result)
             log(f"pipeline: {fw} test accuracy {result['test_accuracy']:.2%}")

@@ -64,6 +64,10 @@ class Run:
             bad("run.json seed is not a whole number of 0 or more")
         if not isinstance(info.get("data_dir"), (str, type(None))):
             bad("run.json data_dir is not a path")
+        size = info.get("resize")
+        if not (size is None or (isinstance(size, list) and len(size) == 2
+                                 and all(type(d) is int and 0 < d <= 4096 for d in size))):
+            bad("run.json resize is not [height, width]")
         if not (info.get("epochs") is None or type(info["epochs"]) is int):
             bad("run.json epochs is not a whole number")
         accuracy = self.metrics.get("test_accuracy")
@@ -81,6 +85,11 @@ class Run:
     @property
     def data_dir(self) -> str | None:
         return self.info.get("data_dir")
+
+    @property
+    def resize(self) -> tuple[int, int] | None:
+        size = self.info.get("resize")
+        return tuple(size) if size else None
 
     def load_torch(self):
         """The trained PyTorch model; weights read with safetensors, never unpickled."""

@@ -132,13 +132,13 @@ def versions(framework: str) -> dict:
 
 
 def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
-          data_dir=None, progress: bool = True) -> dict:
+          data_dir=None, progress: bool = True, resize: tuple[int, int] | None = None) -> dict:
     validate_config(cfg)
     out = Path(out)
     outdir.check_free(out, force, "run folder")  # fail before minutes of training
     if cfg.model not in models.ARCHS:
         models.read_arch_file(cfg.model)  # an unreadable file fails before the data loads
-    ds = data.load(dataset, data_dir)
+    ds = data.load(dataset, data_dir, resize=resize)
     spec = make_spec(cfg, ds.input_shape, ds.classes)
     trainer = importlib.import_module(f"{__package__}.{FRAMEWORKS[cfg.framework]}")
 
@@ -158,6 +158,7 @@ def train(dataset: str, cfg: TrainConfig, out: Path, force: bool = False,
             # where the data was found (--data-dir, $EDGECNN_DATA_DIR or the cache): looked in
             # first by export and validate, so a fresh shell finds it again
             "data_dir": ds.read_from or (str(Path(data_dir).resolve()) if data_dir else None),
+            "resize": list(resize) if resize else None,  # a folder's images, resized to (height, width)
             "weights": weights,
             "params": trained.params,
             "macs": spec.graph.macs(),

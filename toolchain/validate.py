@@ -143,7 +143,9 @@ class ArtifactFolder:
         shape = tuple(self.model["input_shape"])
         if ds.input_shape != shape:
             raise BadInput(f"{self.folder}: the artifacts take {'x'.join(map(str, shape))} images but "
-                           f"dataset {dataset_name!r} has {'x'.join(map(str, ds.input_shape))}")
+                           f"dataset {dataset_name!r} has {'x'.join(map(str, ds.input_shape))}" + (
+                               f"; pass --resize {shape[0]}x{shape[1]}" if dataset_name.startswith("folder:")
+                               and shape[2] == ds.input_shape[2] else ""))
         n_classes = len(self.model.get("classes") or [])
         if n_classes and ds.num_classes != n_classes:
             raise BadInput(f"{self.folder}: the artifacts have {n_classes} classes but dataset "
@@ -297,15 +299,18 @@ def open_folders(paths, formats=FORMATS, precisions=PRECISIONS, preprocessing: d
     return folders
 
 
-def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, work: Path) -> list[tuple]:
+def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, work: Path,
+               resize: tuple[int, int] | None = None) -> list[tuple]:
     """(folder, dataset name, the harness's data file) for each folder, each dataset
     loaded once and matched to the artifacts' input shape and classes."""
     datasets: dict[tuple, data.Dataset] = {}
 
     def load(name, folder, whole):
-        if (name, folder, whole) not in datasets:
-            datasets[name, folder, whole] = data.load(name, folder, whole=whole)
-        return datasets[name, folder, whole]
+        # a folder's images at the size the model takes: the user's --resize, else training's
+        size = resize or (tuple(f.model["resize"]) if f.model.get("resize") and name.startswith("folder:") else None)
+        if (name, folder, whole, size) not in datasets:
+            datasets[name, folder, whole, size] = data.load(name, folder, whole=whole, resize=size)
+        return datasets[name, folder, whole, size]
 
     plans = []
     for f in folders:
@@ -342,7 +347,7 @@ def eval_plans(folders: list[ArtifactFolder], dataset: str | None, data_dir, wor
 def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates: dict | None = None,
              dataset: str | None = None, data_dir=None, bench: dict | None = None, log=None,
              preprocessing: dict | None = None, reference: Path | None = None, baseline: dict | None = None,
-             latency_tolerance: float | None = None) -> dict:
+             latency_tolerance: float | None = None, resize: tuple[int, int] | None = None) -> dict:
     """`baseline`: an earlier results.json document (baseline.py), judged against."""
     from .targets import LocalTarget
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -363,7 +368,7 @@ def validate(paths, formats=FORMATS, precisions=PRECISIONS, targets=None, gates:
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-validate-") as tmp, _closing(targets):
         work = Path(tmp)
-        plans = eval_plans(folders, dataset, data_dir, work)
+        plans = eval_plans(folders, dataset, data_dir, work, resize)
         for f, _, data_path in plans:
             if isinstance(f, LoneArtifact) and f.reference is not None:
                 _add_reference(f, data_path, work, log)
