@@ -1,16 +1,20 @@
-"""Progress on stderr: a tqdm bar per epoch on a terminal, one summary line per epoch
-when stderr is a file or a CI log (where a redrawn bar would be noise)."""
+"""Progress on stderr: a tqdm bar per epoch on a terminal; when stderr is a file or a CI
+log (where a redrawn bar would be noise), one summary line per epoch and, within a long
+epoch, a line every HEARTBEAT_S seconds, so that a log never goes quiet for minutes."""
 from __future__ import annotations
 
 import sys
 import time
+
+HEARTBEAT_S = 20.0
 
 
 class EpochProgress:
     def __init__(self, epoch: int, epochs: int, steps: int, enabled: bool = True):
         self.epoch, self.epochs, self.steps = epoch, epochs, steps
         self.enabled = enabled
-        self.start = time.perf_counter()
+        self.start = self.said = time.perf_counter()
+        self.done = 0
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -22,6 +26,13 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", refresh=False)
             self.bar.update(n)
+            return
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and now - self.said >= HEARTBEAT_S:
+            self.said = now
+            print(f"epoch {self.epoch}/{self.epochs}  {self.done}/{self.steps} batches  loss {loss:.4f}  "
+                  f"acc {acc:.4f}  {now - self.start:.0f}s", file=sys.stderr, flush=True)
 
     def close(self, loss: float, acc: float) -> float:
         seconds = time.perf_counter() - self.start
