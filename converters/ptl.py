@@ -92,6 +92,16 @@ def fusions(model) -> list[list[str]]:
     return out
 
 
+def _qconfig(ranges: str, scales: str):
+    import torch.ao.quantization as tq
+    qconfig = tq.get_default_qconfig("x86")
+    if ranges == "minmax":  # the same 7-bit activations, ranged by min and max
+        qconfig = qconfig._replace(activation=tq.MinMaxObserver.with_args(reduce_range=True))
+    if scales == "per-tensor":  # one symmetric scale per layer, as the per-channel default's
+        qconfig = qconfig._replace(weight=tq.default_weight_observer)
+    return qconfig
+
+
 def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRATIONS[0],
                scales: str = GRANULARITIES[0]):
     import torch
@@ -144,11 +154,7 @@ def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRAT
     # per-channel weights). qnnpack's default has 8-bit activations, which saturate on
     # x86 without VNNI, and per-tensor weights; its kernels take these settings too
     # (checked: the lite interpreter runs them on either engine).
-    wrapped.qconfig = tq.get_default_qconfig("x86")
-    if ranges == "minmax":  # the same 7-bit activations, ranged by min and max
-        wrapped.qconfig = wrapped.qconfig._replace(activation=tq.MinMaxObserver.with_args(reduce_range=True))
-    if scales == "per-tensor":  # one symmetric scale per layer, as the per-channel default's
-        wrapped.qconfig = wrapped.qconfig._replace(weight=tq.default_weight_observer)
+    wrapped.qconfig = _qconfig(ranges, scales)
     prepared = tq.prepare(wrapped)
     with torch.inference_mode():
         for i in range(0, len(calib_nchw), 100):

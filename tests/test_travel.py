@@ -26,6 +26,7 @@ def test_moved_data_is_named_and_recognised_by_its_images(tmp_path):
     art = tmp_path / "p" / "artifacts" / "torch"
     model = json.loads((art / "manifest.json").read_text())["model"]
     assert model["test_images"] == 24 and len(model["test_sha256"]) == 64
+    assert "| artifact | d0 | d1 | d2 |" in (tmp_path / "p" / "report" / "report.md").read_text()  # class names
 
     shutil.move(tmp_path / "a", tmp_path / "b")
     assert_bad_input(edgecnn("validate", art), "does not exist", "pass --dataset", model["test_sha256"][:12])
