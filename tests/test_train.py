@@ -183,3 +183,18 @@ def test_bad_usage_is_one_line_too(tmp_path):
     assert_bad_input(edgecnn("train", "--epochs", "many"), "'many' is not a valid integer")
     assert_bad_input(edgecnn("train", "--no-such-flag"), "no such option")
     assert_bad_input(edgecnn("trian"), "no such command")
+
+
+def test_a_log_hears_from_a_long_epoch(monkeypatch, capsys):
+    """stderr that is not a terminal gets a line within an epoch every HEARTBEAT_S, and the
+    epoch's summary line; a terminal gets tqdm's bar instead."""
+    from edgecnn.toolchain import progress
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)
+    bar = progress.EpochProgress(2, 3, 100)
+    assert bar.bar is None  # pytest's captured stderr is no terminal
+    bar.update(20, 0.5, 0.75)
+    bar.update(20, 0.4, 0.8)
+    bar.close(0.4, 0.8)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("epoch 2/3  20/100 batches  loss 0.5000  acc 0.7500")
+    assert lines[1].startswith("epoch 2/3  40/100 batches") and lines[2].startswith("epoch 2/3  loss 0.4000")

@@ -71,7 +71,7 @@ class _Progress(keras.callbacks.Callback):
         self.lr = float(self.schedule(epoch * self.steps))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.bar.bar is not None and (batch + 1) % 20 == 0:
+        if self.bar.enabled and (batch + 1) % 20 == 0:
             self.bar.update(batch + 1 - self.done, float(logs["loss"]), float(logs["accuracy"]))
             self.done = batch + 1
 

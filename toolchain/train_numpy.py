@@ -125,7 +125,7 @@ def fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
             done += 1
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(1) == labels).sum())
-            if bar is not None and bar.bar is not None and step % 20 == 0:
+            if bar is not None and bar.enabled and step % 20 == 0:
                 seen = min(start + bs, n)
                 bar.update(20, loss_sum / seen, correct / seen)
         loss_mean, acc = loss_sum / n, correct / n

@@ -93,7 +93,7 @@ def _fit(ds, spec, cfg, progress_factory) -> tuple[Trained, list[dict]]:
             with torch.no_grad():
                 loss_sum += loss.detach() * len(idx)
                 correct += (out.argmax(1) == yb).sum()
-            if step % every == 0 and bar.bar is not None:
+            if step % every == 0 and bar.enabled:
                 seen = min(start + bs, n)
                 bar.update(every, loss_sum.item() / seen, correct.item() / seen)
         loss_mean, acc = loss_sum.item() / n, correct.item() / n
