@@ -145,4 +145,4 @@ def test_inspect_bad_files(tmp_path):
     bad.write_bytes(b"\x00garbage" * 50)
     assert_bad_input(edgecnn("inspect", bad), "garbage.tflite", "cannot load")
     assert_bad_input(edgecnn("inspect", tmp_path / "missing.onnx"), "no such file")
-    assert_bad_input(edgecnn("inspect", tmp_path), "unknown artifact type")
+    assert_bad_input(edgecnn("inspect", tmp_path), "is a folder", "one artifact file")

@@ -125,7 +125,7 @@ def test_fashion_int8_gives_the_same_answers_on_avx2_vnni_and_arm(fashion_int8, 
     for _, folder in fashion_int8.values():
         notes = _int8_notes(folder)
         assert "7-bit range" in notes["onnx"]["int8"]["weights"]
-        assert "7-bit range" in notes["ptl"]["int8"]["activations"]
+        assert "7-bit range" in notes["ptl"]["int8"]["weights"]
 
 
 def test_the_avx2_target_reproduces_saturation_and_the_deviating_machine_is_named(

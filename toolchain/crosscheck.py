@@ -44,7 +44,7 @@ def likely_cause(who: str | None, cpu: dict | None, precision: str) -> str:
     name = "this machine" if who == LOCAL else who
     if precision != "fp32" and cpus.saturates(cpu):
         return (f"{name}'s x86 int8 kernels have no VNNI: they add pairs of u8 x s8 products into a saturating "
-                f"int16 (vpmaddubsw); quantize with 7-bit weights or activations (edgecnn's default) to avoid it")
+                f"int16 (vpmaddubsw); quantize with 7-bit weights (edgecnn's default) to avoid it")
     if precision == "fp32":
         return f"{name}'s fp32 kernels differ beyond rounding: a kernel or the emulation computes wrongly"
     return f"{name}'s int8 kernels compute differently: a kernel or the emulation computes wrongly"
