@@ -16,11 +16,11 @@ run: $(STAMP)
 	$(VENV)/bin/edgecnn pipeline --framework both --dataset digits --int8 --out runs/pipeline-digits --force
 
 # The test suite. MNIST tests read $$EDGECNN_DATA_DIR (default ../shared/data). Two
-# workers: most tests wait on a child process or run one thread, so two keep two cores
-# busy (TEST_WORKERS=0 runs them in this process, one at a time).
+# workers, each test file on one (the ssh tests count the device's working folders);
+# TEST_WORKERS=0 runs them in this process, one at a time.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/train.py

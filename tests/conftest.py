@@ -14,18 +14,6 @@ os.environ["EDGECNN_OFFLINE"] = "1"  # nothing downloads at test time
 os.environ.setdefault("EDGECNN_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 
 
-# With pytest-xdist (several workers), the tests that share an expensive session fixture
-# run on one worker, so that it is built once: the MNIST runs, the emulated Pi's Python;
-# and the ssh tests, which count the device's working folders, run one at a time there.
-ONE_WORKER = {"mnist_runs", "mnist_artifacts", "emulated_env", "device"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if ONE_WORKER & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("shared-fixtures"))
-
-
 def data_dir() -> Path:
     return Path(os.environ["EDGECNN_DATA_DIR"]).resolve()
 

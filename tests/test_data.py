@@ -216,7 +216,7 @@ def test_folder_source(tmp_path):
     d = data.load(f"folder:{tmp_path / 'imgs'}")
     assert d.classes == ["circle", "square"] and d.x_train.shape == (16, 16, 16, 1)
     Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / "square" / "x.png")
-    with pytest.raises(BadInput, match="all images must be one size"):
+    with pytest.raises(BadInput, match="is 8x8 .HxW. but .* is 16x16; pass --resize 16x16"):
         data.load(f"folder:{tmp_path / 'imgs'}")
 
 
