@@ -13,6 +13,36 @@ EDGECNN = Path(sys.executable).parent / "edgecnn"
 os.environ["EDGECNN_OFFLINE"] = "1"  # nothing downloads at test time
 os.environ.setdefault("EDGECNN_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 
+# Under pytest-xdist each worker (and every process it starts) gets its own share of the
+# cores: two trainings that each spin two OpenMP threads on two cores slowed each other
+# past a 900 s timeout in CI. Training's default thread count follows this affinity.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER and hasattr(os, "sched_setaffinity"):
+    _cores, _workers = sorted(os.sched_getaffinity(0)), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(_cores) >= _workers > 1:
+        _share = len(_cores) // _workers
+        _i = int(WORKER.removeprefix("gw"))
+        os.sched_setaffinity(0, _cores[_i * _share:(_i + 1) * _share])
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """A session fixture's value, built once for the whole run: under xdist the first
+    worker to ask builds it into a folder all workers share (under a lock), and the others
+    wait and read what it returned, which must be JSON. `build(folder)` makes the files."""
+    if not WORKER:
+        return build(tmp_path_factory.mktemp(name))
+    import fcntl
+    root = tmp_path_factory.getbasetemp().parent / name  # one folder per run, beside the workers'
+    root.mkdir(exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / "value.json"
+        if done.is_file():
+            return json.loads(done.read_text())
+        value = build(root / "files")
+        done.write_text(json.dumps(value))
+        return value
+
 
 def data_dir() -> Path:
     return Path(os.environ["EDGECNN_DATA_DIR"]).resolve()
@@ -62,55 +92,57 @@ def assert_bad_input(r: Result, *fragments: str) -> None:
 @pytest.fixture(scope="session")
 def mnist_runs(shared_data, tmp_path_factory) -> dict:
     """One MNIST run per framework with the default recipe (3 epochs), trained once for
-    the whole session through the CLI."""
-    root = tmp_path_factory.mktemp("mnist-runs")
-    runs = {}
-    for fw in ("torch", "tf"):
-        out = root / fw
-        r = edgecnn("train", "--framework", fw, "--dataset", "mnist", "--data-dir", shared_data,
-                    "--epochs", "3", "--out", out, "--json")
-        assert r.code == 0, r
-        runs[fw] = (out, r.json)
-    return runs
+    the whole session through the CLI: {framework: (run folder, train's JSON)}."""
+    def build(root):
+        runs = {}
+        for fw in ("torch", "tf"):
+            out = root / fw
+            r = edgecnn("train", "--framework", fw, "--dataset", "mnist", "--data-dir", shared_data,
+                        "--epochs", "3", "--out", out, "--json")
+            assert r.code == 0, r
+            runs[fw] = (str(out), r.json)
+        return runs
+    return {fw: (Path(out), doc) for fw, (out, doc) in built_once(tmp_path_factory, "mnist-runs", build).items()}
 
 
 @pytest.fixture(scope="session")
 def mnist_artifacts(mnist_runs, tmp_path_factory) -> dict:
     """All six artifacts (3 formats x fp32, int8) from each MNIST run."""
-    root = tmp_path_factory.mktemp("mnist-artifacts")
-    arts = {}
-    for fw, (run, _) in mnist_runs.items():
-        out = root / fw
-        r = edgecnn("export", run, "--int8", "--out", out)
+    def build(root):
+        arts = {}
+        for fw, (run, _) in mnist_runs.items():
+            out = root / fw
+            r = edgecnn("export", run, "--int8", "--out", out)
+            assert r.code == 0, r
+            arts[fw] = str(out)
+        return arts
+    return {fw: Path(out) for fw, out in built_once(tmp_path_factory, "mnist-artifacts", build).items()}
+
+
+def _made(tmp_path_factory, key: str, folder: str, *args) -> Path:
+    """The FOLDER that `edgecnn ARGS --out FOLDER` makes, made once per test run."""
+    def build(root):
+        r = edgecnn(*args, "--out", root / folder)
         assert r.code == 0, r
-        arts[fw] = out
-    return arts
+        return str(root / folder)
+    return Path(built_once(tmp_path_factory, key, build))
 
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("digits") / "torch-digits"
-    r = edgecnn("train", "--epochs", "10", "--out", out)
-    assert r.code == 0, r
-    return out
+    return _made(tmp_path_factory, "digits", "torch-digits", "train", "--epochs", "10")
 
 
 @pytest.fixture(scope="session")
 def digits_tf_run(tmp_path_factory) -> Path:
     """A short Keras run on digits (2 epochs: the tests need its files, not its accuracy)."""
-    out = tmp_path_factory.mktemp("digits-tf") / "tf-digits"
-    r = edgecnn("train", "--framework", "tf", "--epochs", "2", "--out", out)
-    assert r.code == 0, r
-    return out
+    return _made(tmp_path_factory, "digits-tf", "tf-digits", "train", "--framework", "tf", "--epochs", "2")
 
 
 @pytest.fixture(scope="session")
 def digits_artifacts(digits_run, tmp_path_factory) -> Path:
     """fp32 and int8 artifacts of the digits run, in all three formats."""
-    out = tmp_path_factory.mktemp("digits-artifacts") / "torch-digits"
-    r = edgecnn("export", digits_run, "--int8", "--out", out)
-    assert r.code == 0, r
-    return out
+    return _made(tmp_path_factory, "digits-artifacts", "torch-digits", "export", digits_run, "--int8")
 
 
 FAST_BENCH = ("--bench-runs", "50", "--bench-seconds", "0.05")  # tests check behaviour, not speed
@@ -126,13 +158,15 @@ def emulated_env(tmp_path_factory) -> dict:
         if os.environ.get("EDGECNN_REQUIRE_EMULATION") == "1":
             pytest.fail("qemu-user-static is required but not installed")
         pytest.skip("qemu-user-static is not installed")
-    cache = tmp_path_factory.mktemp("xdg-cache")
-    env = {"XDG_CACHE_HOME": str(cache),
-           "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
-    first = edgecnn("device", "setup", "emulated", "--json", env=env, timeout=900)
-    assert first.code == 0, first
-    assert first.json["reused"] is False and first.json["x86"]["x86-avx2"]["reused"] is False
-    return env
+
+    def build(cache):
+        env = {"XDG_CACHE_HOME": str(cache),
+               "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
+        first = edgecnn("device", "setup", "emulated", "--json", env=env, timeout=900)
+        assert first.code == 0, first
+        assert first.json["reused"] is False and first.json["x86"]["x86-avx2"]["reused"] is False
+        return env
+    return built_once(tmp_path_factory, "xdg-cache", build)
 
 
 @pytest.fixture(scope="session")

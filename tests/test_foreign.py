@@ -12,14 +12,21 @@ MEAN, STD = [0.2, 0.3, 0.4], [0.25, 0.25, 0.3]
 
 @pytest.fixture(scope="module")
 def split(rgb_digits):
-    """The test split that `--dataset folder:...` scores, read through edgecnn's loader,
-    so the frameworks' own accuracy can be compared with validate's."""
+    """The folder read through edgecnn's loader; its train split trains the models."""
     from edgecnn.toolchain import data
     return data.load(f"folder:{rgb_digits}")
 
 
 @pytest.fixture(scope="module")
-def keras_tflite(split, tmp_path_factory):
+def scored(rgb_digits):
+    """What validate scores on `--dataset folder:...`: every image, since the user named
+    the folder as a test set; the frameworks' own accuracy is measured on it too."""
+    from edgecnn.toolchain import data
+    return data.load(f"folder:{rgb_digits}", whole=True)
+
+
+@pytest.fixture(scope="module")
+def keras_tflite(split, scored, tmp_path_factory):
     """A small Keras CNN trained briefly, converted by TFLiteConverter to fp32 and, with a
     representative dataset, to full int8."""
     import keras
@@ -38,8 +45,8 @@ def keras_tflite(split, tmp_path_factory):
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = conv.inference_output_type = tf.int8
     (root / "mine.int8.tflite").write_bytes(conv.convert())
-    logits = model.predict(split.x_test.astype(np.float32) / 255, verbose=0)
-    return root, float((logits.argmax(1) == split.y_test).mean())
+    logits = model.predict(scored.x_test.astype(np.float32) / 255, verbose=0)
+    return root, float((logits.argmax(1) == scored.y_test).mean())
 
 
 def _validate(*args):
@@ -79,7 +86,7 @@ def _torch_net(nhwc: bool):
 
 
 @pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "nhwc"])
-def test_a_torch_onnx_file_with_normalised_inputs_is_validated(split, rgb_digits, tmp_path, nhwc):
+def test_a_torch_onnx_file_with_normalised_inputs_is_validated(split, scored, rgb_digits, tmp_path, nhwc):
     """Trained on (x/255 - mean)/std, as torchvision users do; the preprocessing comes
     from flags, or from mine.onnx.toml beside the file."""
     import torch
@@ -94,8 +101,8 @@ def test_a_torch_onnx_file_with_normalised_inputs_is_validated(split, rgb_digits
         opt.step()
     net.eval()
     with torch.no_grad():
-        accuracy = float((net(to_input(norm(split.x_test).astype(np.float32))).argmax(1).numpy()
-                          == split.y_test).mean())
+        accuracy = float((net(to_input(norm(scored.x_test).astype(np.float32))).argmax(1).numpy()
+                          == scored.y_test).mean())
     path = tmp_path / "mine.onnx"
     torch.onnx.export(net, (x[:2],), str(path), dynamo=True, external_data=False,
                       dynamic_shapes=({0: torch.export.Dim("batch")},))

@@ -89,7 +89,8 @@ def test_fuzz_gates_toml(tmp_path):
     @st.composite
     def written(draw):
         """A TOML file with any keys and values, in [gates] or another table."""
-        table = draw(st.sampled_from(("gates", "gates", "gate", "tool.edgecnn", "")))
+        table = draw(st.sampled_from(("gates", "gates", "gates.int8", 'gates."tflite.int8"', "gates.tflite.int8",
+                                             "gates.fp16", "gate", "tool.edgecnn", "")))
         lines = [f"[{table}]"] if table else []
         for key, value in draw(st.dictionaries(keys, json_values, max_size=5)).items():
             lines.append(f"{toml_key(key)} = {toml_value(value)}")
@@ -101,9 +102,11 @@ def test_fuzz_gates_toml(tmp_path):
         path.write_bytes(content)
         result = outcome(gates.load_config, path)
         if not isinstance(result, BadInput):
-            limits, where = result
-            assert where == str(path) and set(limits) <= set(gates.GATES)
-            assert all(finite_number(v) and v >= 0 for v in limits.values())
+            tables, where = result
+            assert where == str(path) and set(tables) <= {"", *gates.scopes()}
+            for limits in tables.values():
+                assert set(limits) <= set(gates.GATES)
+                assert all(finite_number(v) and v >= 0 for v in limits.values())
         cases.append(result)
 
     case()

@@ -71,7 +71,9 @@ def open_image(path: Path):
         with Image.open(path) as im:
             im.load()
             return _upright(im)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+    # Pillow's PNG reader raises SyntaxError for a corrupt chunk, and some readers EOFError
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as e:
         raise BadInput(f"cannot read image {path} ({brief(e)})") from None
 
 
