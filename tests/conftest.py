@@ -1,7 +1,10 @@
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +190,51 @@ def rgb_digits(tmp_path_factory):
             rgb = (big[..., None] * rng.uniform(0.4, 1.0, 3) * 255).round().astype(np.uint8)
             Image.fromarray(rgb, "RGB").save(folder / f"{i}.png")
     return root
+
+
+# -- a stand-in device: OpenSSH's server on loopback ------------------------------------
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").is_file() else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A running sshd and an ssh config whose host `pi` reaches it with a trusted key."""
+    if SSHD is None or shutil.which("ssh") is None or os.geteuid() != 0:
+        if os.environ.get("EDGECNN_REQUIRE_SSH") == "1":
+            pytest.fail("openssh-server and running as root are required for the ssh tests")
+        pytest.skip("needs openssh-server and root (sshd switches users)")
+    d = tmp_path_factory.mktemp("sshd")
+    keygen(d / "host_key")
+    keygen(d / "user_key")
+    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
+    port = free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "Subsystem sftp internal-sftp\n")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    host_pub = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    (d / "ssh_config").write_text(
+        f"Host pi\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {d / 'user_key'}\n"
+        f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n")
+    yield {"dir": d, "port": port, "config": str(d / "ssh_config")}
+    server.terminate()
+    server.wait(timeout=10)

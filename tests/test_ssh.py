@@ -1,62 +1,10 @@
 """ssh:// targets against a real OpenSSH server on loopback, treated as the device: a
 throwaway host key and user key, a high port, and the system ssh client."""
 import os
-import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
-
-from conftest import FAST_BENCH, edgecnn
-
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").is_file() else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-@pytest.fixture(scope="module")
-def device(tmp_path_factory):
-    """A running sshd and an ssh config whose host `pi` reaches it with a trusted key."""
-    if SSHD is None or shutil.which("ssh") is None or os.geteuid() != 0:
-        if os.environ.get("EDGECNN_REQUIRE_SSH") == "1":
-            pytest.fail("openssh-server and running as root are required for the ssh tests")
-        pytest.skip("needs openssh-server and root (sshd switches users)")
-    d = tmp_path_factory.mktemp("sshd")
-    _keygen(d / "host_key")
-    _keygen(d / "user_key")
-    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nPermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "Subsystem sftp internal-sftp\n")
-    Path("/run/sshd").mkdir(exist_ok=True)
-    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    host_pub = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    (d / "ssh_config").write_text(
-        f"Host pi\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {d / 'user_key'}\n"
-        f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n")
-    yield {"dir": d, "port": port, "config": str(d / "ssh_config")}
-    server.terminate()
-    server.wait(timeout=10)
-
+from conftest import FAST_BENCH, edgecnn, free_port, keygen
 
 PYTHON = str(Path(os.sys.executable))  # the project's own Python has numpy and every runtime
 
@@ -103,7 +51,7 @@ def test_validate_explain_reads_the_layers_on_the_device_into_the_report(device,
 def test_one_device_down_the_other_still_reports(device, digits_artifacts, tmp_path):
     cfg = tmp_path / "two.cfg"
     cfg.write_text(Path(device["config"]).read_text()
-                   + f"Host down\n  HostName 127.0.0.1\n  Port {_free_port()}\n  User root\n")
+                   + f"Host down\n  HostName 127.0.0.1\n  Port {free_port()}\n  User root\n")
     r = edgecnn("validate", digits_artifacts, "--formats", "onnx", "--target", "ssh://pi", "--target",
                 "ssh://down", "--ssh-config", cfg, "--remote-python", PYTHON, *FAST_BENCH, "--json")
     assert r.code == 2, r
@@ -125,17 +73,17 @@ def test_unreachable_refused_key_changed_host_key_and_missing_runtime(device, di
     base = ["validate", digits_artifacts, "--formats", "onnx", *FAST_BENCH, "--remote-python", PYTHON]
     # nothing listens on this port
     cfg = tmp_path / "closed"
-    cfg.write_text(Path(device["config"]).read_text().replace(f"Port {device['port']}", f"Port {_free_port()}"))
+    cfg.write_text(Path(device["config"]).read_text().replace(f"Port {device['port']}", f"Port {free_port()}"))
     assert "unreachable (connection refused)" in _error_line(
         edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg))
     # a key the device does not know
-    _keygen(tmp_path / "stranger")
+    keygen(tmp_path / "stranger")
     cfg = tmp_path / "stranger.cfg"
     cfg.write_text(Path(device["config"]).read_text().replace(str(device["dir"] / "user_key"),
                                                                str(tmp_path / "stranger")))
     assert "refused the key" in _error_line(edgecnn(*base, "--target", "ssh://pi", "--ssh-config", cfg))
     # the device's host key is not the one we know
-    _keygen(tmp_path / "other_host")
+    keygen(tmp_path / "other_host")
     known = tmp_path / "known_hosts"
     key = (tmp_path / "other_host.pub").read_text().split()
     known.write_text(f"[127.0.0.1]:{device['port']} {key[0]} {key[1]}\n")
