@@ -23,7 +23,13 @@ import importlib
 from typing import NamedTuple
 
 FORMATS = ("tflite", "ptl", "onnx", "numpy")
-PRECISIONS = ("fp32", "dynamic", "int8")  # every precision some converter makes, in table order
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")  # every precision some converter makes, in table order
+# Those computed in float, as fp32 is (fp16 holds float16 weights that the runtime turns
+# back into float32): another machine must match their outputs to 1e-4, not only top-1.
+FLOAT_PRECISIONS = ("fp32", "fp16")
+# Those whose quantizer calibrates activation ranges on images; the others are made from
+# the weights alone (dynamic range quantizes weights, and activations as they come).
+CALIBRATED = ("int8",)
 # The option every int8 converter takes: {conv2d or dense layer: the names folded into
 # it}, the layers to keep in float (export --float-layers); its manifest note lists them.
 FLOAT_LAYERS = "float_layers"

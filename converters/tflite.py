@@ -1,6 +1,8 @@
 """TFLite (.tflite) from the Keras twin, with TensorFlow's own TFLite converter:
-fp32, dynamic-range (int8 weights, float activations), and full integer int8 with int8
-input and output, calibrated on a representative dataset."""
+fp32, fp16 (float16 weights, dequantized to float32 when the interpreter loads them:
+half the file, float32 compute on a CPU, the usual input of GPU delegates),
+dynamic-range (int8 weights, float activations), and full integer int8 with int8 input
+and output, calibrated on a representative dataset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +15,7 @@ from . import CACHE, FLOAT_LAYERS, granularity
 
 TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
-PRECISIONS = ("fp32", "dynamic", "int8")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 LAYOUT = "NHWC"
 CALIBRATIONS = ("minmax",)  # TFLite's calibrator records each tensor's min and max; it offers no other
 # export() takes any Keras model: one kept in its own framework too (toolchain/native.py)
@@ -29,8 +31,11 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     notes = {}
-    if precision in ("dynamic", "int8"):
+    if precision in ("fp16", "dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        notes["quantization"] = "float16 weights, float32 compute (dequantized when loaded)"
     if precision == "int8":
         def representative():
             for i in range(len(calib)):

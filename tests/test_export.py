@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from conftest import assert_bad_input, edgecnn
+from conftest import FAST_BENCH, assert_bad_input, edgecnn
 
 
 def test_inspect_shows_tensors_and_operators(digits_run, tmp_path):
@@ -146,3 +146,24 @@ def test_inspect_bad_files(tmp_path):
     assert_bad_input(edgecnn("inspect", bad), "garbage.tflite", "cannot load")
     assert_bad_input(edgecnn("inspect", tmp_path / "missing.onnx"), "no such file")
     assert_bad_input(edgecnn("inspect", tmp_path), "is a folder", "one artifact file")
+
+
+def test_tflite_fp16_is_half_the_file_and_answers_as_fp32(digits_run, tmp_path):
+    """float16 weights, float32 compute: at most 52 % of the fp32 file, no calibration,
+    and top-1 agreement with fp32 of at least 99.9 % (on digits' 360 test images: all)."""
+    out = tmp_path / "arts"
+    r = edgecnn("export", digits_run, "--formats", "tflite", "--precisions", "fp32,fp16", "--out", out)
+    assert r.code == 0, r
+    made = {a["precision"]: a for a in json.loads((out / "manifest.json").read_text())["artifacts"]}
+    fp16 = made["fp16"]
+    assert fp16["file"] == "model.fp16.tflite" and fp16["bytes"] <= 0.52 * made["fp32"]["bytes"], made
+    assert fp16["calibration"] is None and "float16 weights" in fp16["notes"]["quantization"], fp16
+    info = edgecnn("inspect", out / "model.fp16.tflite", "--json").json
+    assert info["precision"] == "fp16" and "DEQUANTIZE" in info["operators"], info
+    r = edgecnn("validate", out, *FAST_BENCH, "--min-agreement", "99.9", "--json")
+    assert r.code == 0, r
+    row, = [x for x in r.json["results"] if x["precision"] == "fp16"]
+    assert row["status"] == "pass" and row["agreement"] >= 0.999 and row["accuracy_drop"] is not None, row
+    assert 0 < row["max_abs_diff"] < 0.05, row  # float16 weights move the logits, a little
+    assert_bad_input(edgecnn("export", digits_run, "--formats", "onnx", "--precisions", "fp16",
+                             "--out", tmp_path / "b"), "'fp16' is not supported by onnx")

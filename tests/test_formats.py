@@ -41,6 +41,9 @@ def test_the_two_registries_name_the_same_formats():
         for opt in getattr(conv, "OPTIONS", ()):
             assert opt.default in opt.choices
     assert format_of(Path("model.h5")) is None
+    from edgecnn.toolchain import report
+    assert set(converters.PRECISIONS) == set(report.PRECISION_COLOURS), "every precision has its colour"
+    assert set(converters.FLOAT_PRECISIONS) | set(converters.CALIBRATED) <= set(converters.PRECISIONS)
 
 
 def _docstrings(tree) -> set[int]:

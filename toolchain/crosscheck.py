@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn import converters
 from edgecnn.runtime import cpu as cpus
 
 LOCAL = "local"
@@ -42,11 +43,11 @@ def likely_cause(who: str | None, cpu: dict | None, precision: str) -> str:
     if who is None:
         return "both machines agree with the fp32 reference on as many images, so which is right cannot be told"
     name = "this machine" if who == LOCAL else who
-    if precision != "fp32" and cpus.saturates(cpu):
+    if precision not in converters.FLOAT_PRECISIONS and cpus.saturates(cpu):
         return (f"{name}'s x86 int8 kernels have no VNNI: they add pairs of u8 x s8 products into a saturating "
                 f"int16 (vpmaddubsw); quantize with 7-bit weights (edgecnn's default) to avoid it")
-    if precision == "fp32":
-        return f"{name}'s fp32 kernels differ beyond rounding: a kernel or the emulation computes wrongly"
+    if precision in converters.FLOAT_PRECISIONS:
+        return f"{name}'s float kernels differ beyond rounding: a kernel or the emulation computes wrongly"
     return f"{name}'s int8 kernels compute differently: a kernel or the emulation computes wrongly"
 
 

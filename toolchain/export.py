@@ -179,7 +179,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         raise BadInput(f"dataset {run.dataset!r} has input {ds.input_shape} and {ds.num_classes} classes, "
                        f"but the run was trained on {run.spec.input_shape} and {run.spec.num_classes}")
     calib_idx, calib = calibration_images(ds, calib_samples, seed, run.spec.scaling) if any(
-        p != "fp32" and not why for _, p, why in pairs) else (np.array([], int), None)
+        p in converters.CALIBRATED and not why for _, p, why in pairs) else (np.array([], int), None)
     calib_info = None if calib is None else {
         "samples": int(len(calib)), "method": "random training images", "seed": seed}
     x_test = scale(ds.x_test, run.spec.scaling)
@@ -232,8 +232,8 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                     converter=meta["converter"], versions=meta["versions"],
                     input=_io_entry(runner.input_spec, run.spec.input_shape, meta["layout"]),
                     output=dict(runner.output_spec.to_json(), shape=[-1, run.spec.num_classes]),
-                    calibration=(None if precision == "fp32" else calib_info if precision != "int8"
-                                 else _calibration_entry(calib_info, own[CALIBRATION], options[CALIBRATION])),
+                    calibration=(_calibration_entry(calib_info, own[CALIBRATION], options[CALIBRATION])
+                                 if precision in converters.CALIBRATED else None),
                     options=own,
                     notes=meta.get("notes", {}), **({"repair": record} if record else {}))
                 if record and not record["met"]:

@@ -155,7 +155,7 @@ def check_host(result: dict) -> list[dict]:
     its agreement gate passes, saying so, and the local row fails instead
     (check_against_targets)."""
     limits = {"min_host_agreement": 100.0}
-    if result.get("precision") == "fp32":
+    if result.get("precision") in converters.FLOAT_PRECISIONS:
         limits["max_host_diff"] = 1e-4
     out = check(result, limits, HOST_GATES)
     deviation = result.get("host_deviation")

@@ -42,7 +42,7 @@ def pipeline(frameworks: list[str], dataset: str, out: Path, *, force: bool = Fa
     if formats is None:  # the default formats, or those a NumPy-only spec reaches
         formats = converters.made_from("numpy") if models.numpy_only(spec) else converters.default_formats()
     exporting.plan(list(formats), list(precisions))   # and so do bad choices
-    if any(p != "fp32" for p in precisions):
+    if any(p in converters.CALIBRATED for p in precisions):
         calib_samples = exporting.calib_count(calib_samples, len(ds.x_train))
     exporting.check_reachable(spec, formats)
     steps, artifact_dirs, trained = {}, [], []

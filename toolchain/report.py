@@ -26,7 +26,7 @@ LEGEND = ("Accuracy is on the whole test split; Δ acc is in points against the 
           "p50 over the same format's fp32 p50 in this run: below 1 is faster, ! marks slower.")
 # each source model (framework) its own marker fill in the plot: full, hollow, half, ...
 MODEL_FILLS = ("full", "none", "left", "bottom", "right", "top")
-PRECISION_COLOURS = {"fp32": "#1f77b4", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
+PRECISION_COLOURS = {"fp32": "#1f77b4", "fp16": "#9467bd", "dynamic": "#2ca02c", "int8": "#ff7f0e"}
 
 
 def _name(r: dict) -> str:
