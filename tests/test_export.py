@@ -99,8 +99,8 @@ def test_a_model_file_swapped_into_a_run_is_refused(digits_run, digits_tf_run, t
 def test_bad_input_unknown_format_or_precision(digits_run, tmp_path):
     assert_bad_input(edgecnn("export", digits_run, "--formats", "tflite,coreml", "--out", tmp_path / "a"),
                      "unknown format 'coreml'")
-    assert_bad_input(edgecnn("export", digits_run, "--precisions", "fp16", "--out", tmp_path / "a"),
-                     "unknown precision 'fp16'")
+    assert_bad_input(edgecnn("export", digits_run, "--precisions", "bf16", "--out", tmp_path / "a"),
+                     "unknown precision 'bf16'")
     assert_bad_input(edgecnn("export", digits_run, "--formats", "onnx", "--precisions", "dynamic",
                              "--out", tmp_path / "a"), "'dynamic' is not supported by onnx")
     assert not (tmp_path / "a").exists()
