@@ -41,11 +41,30 @@ CALIBRATION = "calibration"
 # default) or one per layer; export --weight-granularity. Every int8 quantizer offers both.
 GRANULARITY = "weight_granularity"
 GRANULARITIES = ("per-channel", "per-tensor")
+# The fourth: how int8 weights are rounded onto the quantizer's own scales: "gptq" keeps
+# each layer's output on the calibration images close to float (rounding.py), "nearest"
+# rounds each weight to its nearest step, as the quantizers do; export --weight-rounding.
+ROUNDING = "weight_rounding"
+ROUNDINGS = ("gptq", "nearest")
+# Not an option: the rounding.Rounder whose integers an int8 converter writes over its
+# quantizer's for every layer it quantizes, given when ROUNDING is "gptq" and the model
+# is edgecnn's graph; None otherwise.
+ROUNDER = "rounder"
 # Not an option but a dict an int8 converter may keep state in between calls that differ
 # only in FLOAT_LAYERS (repair's steps, explain's one-layer variants: the same model,
 # calibration images and other options), so that it calibrates once for all of them.
 # What it keeps on disk has a cleanup() that the caller (toolchain.convert.maker) calls.
 CACHE = "cache"
+
+
+def rounding_of(options: dict) -> str:
+    """How an int8 converter was asked to round its weights, the default when it was not."""
+    return options.get(ROUNDING) or ROUNDINGS[0]
+
+
+def rounded_by(options: dict) -> str:
+    """How an int8 converter's weights were rounded: by GPTQ when it was given a rounder."""
+    return ROUNDINGS[0] if options.get(ROUNDER) is not None else "nearest"
 
 
 def granularity(options: dict) -> str:

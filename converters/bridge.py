@@ -65,6 +65,11 @@ def _torch_layout(graph, node, k, a, to_torch: bool) -> np.ndarray:
     return _rows(a.T, hwc, False) if hwc else a.T
 
 
+def torch_layout(graph: g.Graph, node: dict, kernel: np.ndarray) -> np.ndarray:
+    """A canonical conv or dense kernel in PyTorch's layout."""
+    return _torch_layout(graph, node, "kernel", kernel, to_torch=True)
+
+
 def _keras_weights(graph, node, layer_weights: list, to_keras: dict | None = None):
     """A Keras layer's weight list <-> canonical arrays, in Keras's order (kernel, bias;
     gamma, beta, moving mean, moving variance)."""

@@ -4,7 +4,7 @@ quantize_static with per-channel S8S8 MinMax calibration and 7-bit weights.
 
 Why 7-bit weights (`reduce_range`): ONNX Runtime's x86 kernels without VNNI add pairs of
 u8 x s8 products into a saturating int16, where 255 x 127 x 2 overflows and is clipped;
-VNNI and ARM sum in int32. With weights in [-64, 63] a pair is at most 255 x 64 x 2 =
+VNNI and ARM sum in int32. With weights in [-64, 64] a pair is at most 255 x 64 x 2 =
 32,640, below 32,767, so every CPU computes the same integers. Measured on a Fashion-MNIST
 seed CNN on an AVX2 host: 8-bit weights lost 0.66 points (98.22 % top-1 agreement with
 fp32), 7-bit weights gained 0.04 (99.67 %); U8U8 lost 0.08 (README, "int8 on every CPU")."""
@@ -20,7 +20,7 @@ import numpy as np
 from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.quiet import quiet
 
-from . import CACHE, CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS, granularity
+from . import CACHE, CALIBRATION, FLOAT_LAYERS, NATIVE_KINDS, ROUNDER, granularity, rounded_by
 
 TWIN = "torch"
 REQUIRES = (("torch",), ("onnx",), ("onnxscript",), ("onnxruntime",))
@@ -144,18 +144,51 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
                         reduce_range=bits == 7, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
+        rounder = options.get(ROUNDER)
+        if rounder is not None:
+            layers = rounder.layers(floats)
+            nodes = _nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)),
+                              {n: rounder.graph.folded_chain(n) for n in layers})
+            _round(path, dict(zip(layers, nodes)), rounder, bits)
     finally:
         if cache is None:
             work.cleanup()
     versions["onnxruntime"] = onnxruntime.__version__
-    notes = {"opset": opset, "quantization": f"QDQ, {scales} S8S8, {bits}-bit weights"
+    notes = {"opset": opset, "quantization": f"QDQ, {scales} S8S8, {bits}-bit weights ({rounded_by(options)} rounding)"
                                              f"{' (reduce_range)' if bits == 7 else ''}, {method.name}",
-             "int8": (dict(INT8, weights=f"int8 {scales}, 7-bit range [-64, 63]") if bits == 7 else
+             "int8": (dict(INT8, weights=f"int8 {scales}, 7-bit range [-64, 64]") if bits == 7 else
                       {"weights": f"int8 {scales}, 8-bit range", "same_on": "CPUs that sum int8 in int32 (VNNI, ARM)"})}
     if floats:
         notes[FLOAT_LAYERS] = list(floats)
     return {"converter": f"{converter} + onnxruntime.quantization.quantize_static",
             "versions": versions, "layout": layout, "notes": notes}
+
+
+def _round(path: Path, nodes: dict, rounder, bits: int) -> None:
+    """The int8 weights of each layer's node ({layer: node name}) in the file at `path`
+    replaced by the rounder's for the scales quantize_static chose."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
+    qmin, qmax = (int(v) for v in get_qmin_qmax_for_qType(onnx.TensorProto.INT8, reduce_range=bits == 7,
+                                                          symmetric=True))
+    model = onnx.load(str(path))
+    initializers = {i.name: i for i in model.graph.initializer}
+    made_by = {out: node for node in model.graph.node for out in node.output}
+    named = {node.name: node for node in model.graph.node}
+    for layer, name in nodes.items():
+        node = named[name]
+        dequantize = made_by[node.input[1]]  # QDQ: the weight reaches its node dequantized
+        weights, scale = (initializers[dequantize.input[i]] for i in (0, 1))
+        old = numpy_helper.to_array(weights)
+        q = rounder.torch_integers(layer, numpy_helper.to_array(scale), qmin, qmax)
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        if node.op_type == "MatMul" or (node.op_type == "Gemm" and not trans_b):
+            q = q.T  # (in, out), where PyTorch keeps (out, in)
+        if q.shape != old.shape:
+            raise ValueError(f"layer {layer!r}: the ONNX weights are {old.shape}, the graph's {q.shape}")
+        weights.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(q).astype(old.dtype), weights.name))
+    onnx.save(model, str(path))
 
 
 def _entropy_ranges(model: Path, reader, tmp: Path, cache: Path) -> None:

@@ -37,7 +37,7 @@ from edgecnn.runtime.evaluate import nchw
 from edgecnn.runtime.graph import INPUT
 from edgecnn.runtime.torchlite import ENGINE_FILE
 
-from . import CALIBRATION, FLOAT_LAYERS, GRANULARITIES, Option, granularity
+from . import CALIBRATION, FLOAT_LAYERS, GRANULARITIES, ROUNDER, Option, granularity, rounded_by
 
 TWIN = "torch"
 REQUIRES = (("torch",),)
@@ -112,7 +112,7 @@ def _qconfig(ranges: str, scales: str):
 
 
 def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRATIONS[0],
-               scales: str = GRANULARITIES[0]):
+               scales: str = GRANULARITIES[0], rounder=None):
     import torch
     import torch.ao.quantization as tq
 
@@ -166,7 +166,28 @@ def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRAT
     with torch.inference_mode():
         for i in range(0, len(calib_nchw), 100):
             prepared(calib_nchw[i:i + 100])
-    return tq.convert(prepared)
+    converted = tq.convert(prepared)
+    if rounder is not None:
+        _round(converted.body, rounder, floats)
+    return converted
+
+
+def _round(body, rounder, floats) -> None:
+    """Each quantized layer's integers replaced by the rounder's for its own scales."""
+    import torch
+    low, high = WEIGHT_RANGE
+    for name in rounder.layers(floats):
+        module = getattr(body, name)  # a fused chain is named by its conv or linear
+        w = module.weight()
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            scale = w.q_per_channel_scales().numpy()
+            q = torch.from_numpy(rounder.torch_integers(name, scale, low, high))
+            new = torch._make_per_channel_quantized_tensor(q, w.q_per_channel_scales(),
+                                                           w.q_per_channel_zero_points(), w.q_per_channel_axis())
+        else:
+            q = torch.from_numpy(rounder.torch_integers(name, w.q_scale(), low, high))
+            new = torch._make_per_tensor_quantized_tensor(q, w.q_scale(), w.q_zero_point())
+        module.set_weight_bias(new, module.bias())
 
 
 def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
@@ -183,10 +204,10 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         floats = options.get(FLOAT_LAYERS) or {}
         ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
         scales = granularity(options)
-        model = _quantized(model, calib_nchw, engine, floats, ranges, scales)
+        model = _quantized(model, calib_nchw, engine, floats, ranges, scales, options.get(ROUNDER))
         notes.update(engine=engine, per_channel_weights=scales == "per-channel",
-                     quantization=f"static, fused conv+relu and linear+relu, 7-bit {scales} weights, 8-bit "
-                                  f"activations, {ranges} observers",
+                     quantization=f"static, fused conv+relu and linear+relu, 7-bit {scales} weights "
+                                  f"({rounded_by(options)} rounding), 8-bit activations, {ranges} observers",
                      int8=dict(INT8, weights=f"int8 {scales}, 7-bit range [{WEIGHT_RANGE[0]}, {WEIGHT_RANGE[1]}]"))
         if floats:
             notes[FLOAT_LAYERS] = list(floats)

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgecnn.runtime.quiet import quiet
 
-from . import CACHE, FLOAT_LAYERS, granularity
+from . import CACHE, FLOAT_LAYERS, ROUNDER, granularity, rounded_by
 
 TWIN = "keras"
 REQUIRES = (("tensorflow", "tensorflow-cpu"),)
@@ -48,7 +48,8 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
         # the converter's only switch for one scale per layer is this private attribute
         # (TF 2.x: the quantization debugger reads it too)
         converter._experimental_disable_per_channel = scales == "per-tensor"
-        notes["quantization"] = f"full integer, {scales} weights, int8 input and output"
+        notes["quantization"] = (f"full integer, {scales} weights ({rounded_by(options)} rounding), "
+                                 f"int8 input and output")
     elif precision == "dynamic":
         notes["quantization"] = "dynamic range: int8 weights, float activations"
     with quiet():  # the converter prints a SavedModel dump on stdout
@@ -58,12 +59,67 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
             notes[FLOAT_LAYERS] = list(floats)
         else:
             blob = converter.convert()
+        if precision == "int8" and options.get(ROUNDER) is not None:
+            blob = _round(blob, keras_model, options[ROUNDER], floats or {})
     path.write_bytes(blob)
     return {"converter": "tf.lite.TFLiteConverter.from_keras_model",
             "versions": {"tensorflow": tf.__version__}, "layout": LAYOUT, "notes": notes}
 
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _layers_of(keras_model, tensor_name: str, outputs) -> set[str]:
+    """The Keras layers an op's output tensor is named after: "m_1/stem_1/convolution;
+    m_1/stem_bn_1/..." -> {"stem", "stem_bn"}, where the model is "m" and tracing added
+    the "_1" to every scope (read from the model's own scope, not assumed). A tensor in
+    `outputs` (the model's, named after its signature) is the last layer's."""
+    if tensor_name in outputs:
+        return {keras_model.outputs[0]._keras_history.operation.name}
+    found = set()
+    for name in tensor_name.split(";"):
+        parts = name.split("/")
+        if len(parts) > 2 and parts[0].startswith(keras_model.name):
+            suffix = parts[0][len(keras_model.name):]
+            if parts[1].endswith(suffix):
+                found.add(parts[1][:len(parts[1]) - len(suffix)] if suffix else parts[1])
+    return found
+
+
+def _round(blob: bytes, keras_model, rounder, floats) -> bytes:
+    """The int8 weights of every layer the file quantizes replaced by the rounder's for
+    the converter's own scales. TFLite's int8 weights are symmetric, in [-127, 127]."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    sub = model.subgraphs[0]
+    kinds = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    outputs = {sub.tensors[i].name.decode() for i in sub.outputs}
+    todo = rounder.layers(floats)
+    done = []
+    for op in sub.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if kind not in WEIGHTED_OPS:
+            continue
+        weights = sub.tensors[op.inputs[1]]
+        if weights.type != schema.TensorType.INT8:
+            continue  # a float layer's op
+        layer = [n for n in todo if n in _layers_of(keras_model, sub.tensors[op.outputs[0]].name.decode(), outputs)]
+        if len(layer) != 1:
+            raise ValueError(f"a weighted op of the TFLite graph is the layers {layer} of the model, not one")
+        q = rounder.integers(layer[0], weights.quantization.scale, -127, 127)
+        # canonical (kh, kw, in, out) -> (out, kh, kw, in); depthwise (kh, kw, 1, C) ->
+        # (1, kh, kw, C); dense (in, out) -> (out, in)
+        q = (q.T if q.ndim == 2 else q.transpose(2, 0, 1, 3) if kind == "DEPTHWISE_CONV_2D"
+             else q.transpose(3, 0, 1, 2))
+        if tuple(weights.shape) != q.shape:
+            raise ValueError(f"layer {layer[0]!r}: the TFLite weights are {tuple(weights.shape)}, the graph's {q.shape}")
+        model.buffers[weights.buffer].data = np.ascontiguousarray(q, np.int8).view(np.uint8).ravel()
+        done += layer
+    if sorted(done) != sorted(todo):
+        raise ValueError(f"the TFLite graph's int8 ops are the layers {sorted(done)}, not {sorted(todo)}")
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _with_float_layers(keras_model, converter, representative, floats: dict, cache: dict | None) -> bytes:
@@ -83,26 +139,9 @@ def _with_float_layers(keras_model, converter, representative, floats: dict, cac
             cache["debugger"] = debugger, ops, outputs
     else:
         debugger, ops, outputs = cache["debugger"]
-    last = {keras_model.outputs[0]._keras_history.operation.name}
-
-    def layers_of(tensor_name):
-        """The Keras layers an op's output tensor is named after: "m_1/stem_1/convolution;
-        m_1/stem_bn_1/..." -> {"stem", "stem_bn"}, where the model is "m" and tracing added
-        the "_1" to every scope (read from the model's own scope, not assumed)."""
-        if tensor_name in outputs:
-            return last
-        found = set()
-        for name in tensor_name.split(";"):
-            parts = name.split("/")
-            if len(parts) > 2 and parts[0].startswith(keras_model.name):
-                suffix = parts[0][len(keras_model.name):]
-                if parts[1].endswith(suffix):
-                    found.add(parts[1][:len(parts[1]) - len(suffix)] if suffix else parts[1])
-        return found
-
     deny = []
     for layer in floats:
-        found = [out for kind, out in ops if kind in WEIGHTED_OPS and layer in layers_of(out)]
+        found = [out for kind, out in ops if kind in WEIGHTED_OPS and layer in _layers_of(keras_model, out, outputs)]
         if len(found) != 1:
             raise ValueError(f"layer {layer!r} is {len(found)} weighted ops in the TFLite graph, not one")
         deny += found

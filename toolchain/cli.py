@@ -180,6 +180,10 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
                    + ") [default: each one's first].")
 @click.option("--weight-granularity", type=click.Choice(converters.GRANULARITIES), default=None,
               help="int8 weight scales: one per output channel, or one per layer [default: per-channel].")
+@click.option("--weight-rounding", type=click.Choice(converters.ROUNDINGS), default=None,
+              help="How int8 weights are rounded onto the quantizer's scales: gptq keeps each layer's output "
+                   "on the calibration images close to float, nearest rounds each weight on its own "
+                   "[default: gptq].")
 @click.option("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
               help="Repair: an int8 artifact that loses more test accuracy than this keeps its most harmful "
                    "layers in float, one more at a time, until it fits; each step is listed.")
@@ -191,7 +195,7 @@ def train(framework, dataset, model, width, hidden, activation, optimizer, data_
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 def export(run_dir, formats, int8, precisions, calib_samples, float_layers, calibration, weight_granularity,
-           max_accuracy_drop, data_dir, out, force, as_json, **flags):
+           weight_rounding, max_accuracy_drop, data_dir, out, force, as_json, **flags):
     """Export a trained run to edge artifacts, with a manifest."""
     from . import export as exporting
     fmts = exporting.parse_list(formats, converters.FORMATS, "format")
@@ -201,7 +205,7 @@ def export(run_dir, formats, int8, precisions, calib_samples, float_layers, cali
                                       calib_samples=calib_samples, options=_options_given(flags), data_dir=data_dir,
                                       float_layers=[n.strip() for n in float_layers.split(",") if n.strip()],
                                       calibration=calibration, granularity=weight_granularity,
-                                      max_accuracy_drop=max_accuracy_drop)
+                                      max_accuracy_drop=max_accuracy_drop, rounding=weight_rounding)
     if as_json:
         click.echo(json.dumps(manifest))
     else:

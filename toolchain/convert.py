@@ -3,8 +3,8 @@ its steps, and explain its one-layer variants, again with the same options and
 calibration images, differing only in which layers are kept in float.
 
 An artifact's options are recorded in its manifest entry ("options": the converter's
-own options, and for int8 the range estimator and weight granularity its quantizer
-used), which is how explain makes variants of an artifact export wrote earlier."""
+own options, and for int8 the range estimator, weight granularity and weight rounding
+its quantizer used), which is how explain makes variants of an artifact export wrote earlier."""
 from __future__ import annotations
 
 import warnings
@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from edgecnn import converters
-from edgecnn.converters import CACHE, CALIBRATION, FLOAT_LAYERS, GRANULARITY, bridge, converter
+from edgecnn.converters import CACHE, CALIBRATION, FLOAT_LAYERS, GRANULARITY, ROUNDER, ROUNDING, bridge, converter
+from edgecnn.converters.rounding import Rounder
 from edgecnn.runtime import runner_for
 from edgecnn.runtime.quiet import quiet
 
@@ -51,29 +52,38 @@ def twins(run, kinds, x_check: np.ndarray, log=None) -> tuple[str, object, dict,
 def artifact_options(fmt: str, precision: str, options: dict) -> dict:
     """What one artifact is made with, as its manifest entry records it: the converter's
     own options and, for int8, the range estimator its quantizer uses (the one asked for
-    where it offers it) and the weight granularity."""
+    where it offers it), the weight granularity and the weight rounding."""
     own = {o.name: options[o.name] for o in getattr(converter(fmt), "OPTIONS", ()) if o.name in options}
     if precision == "int8":
         own[CALIBRATION] = converters.calibration_for(fmt, options.get(CALIBRATION))
         own[GRANULARITY] = converters.granularity(options)
+        own[ROUNDING] = converters.rounding_of(options)
     return own
 
 
 @contextmanager
 def maker(run, source: str, model, made: dict, images: np.ndarray, fmt: str, precision: str,
-          options: dict) -> Iterator[Callable[[dict, Path], dict]]:
+          options: dict, rounders: dict | None = None) -> Iterator[Callable[[dict, Path], dict]]:
     """make(floats, dest): the artifact converted into `dest` with the layers `floats`
     ({layer: its folded chain}) kept in float, proven to load in its runtime; returns
     the converter's metadata. `images`: the calibration images (fp32 converters only
     trace with them). `options`: artifact_options'. Calls share a cache, which the
     quantizers use to calibrate once for every set of float layers; what it holds on
-    disk (beside the first `dest`) is removed when the block ends."""
+    disk (beside the first `dest`) is removed when the block ends. int8 weights rounded
+    by GPTQ (converters.rounding) are rounded once, for every set of float layers, and
+    for every format that is given the same `rounders` dict."""
     cache: dict = {}
+    rounder = None
+    if precision == "int8" and not run.native and converters.rounding_of(options) == "gptq":
+        rounders = {} if rounders is None else rounders
+        if "gptq" not in rounders:
+            rounders["gptq"] = Rounder(run.spec.graph, bridge.arrays_of(source, model, run.spec.graph), images)
+        rounder = rounders["gptq"]
 
     def make(floats: dict, dest: Path) -> dict:
         with warnings.catch_warnings(), quiet():
             warnings.simplefilter("ignore")
-            own = dict(options, **{FLOAT_LAYERS: floats, CACHE: cache})
+            own = dict(options, **{FLOAT_LAYERS: floats, CACHE: cache, ROUNDER: rounder})
             meta = (converters.export_native(fmt, source, model, precision, images, dest, own)
                     if run.native else converter(fmt).export(made[converter(fmt).TWIN], precision, images, dest, own))
             runner_for(fmt, dest).load()  # proves the file loads in its runtime

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn import converters
-from edgecnn.converters import CALIBRATION, FLOAT_LAYERS, GRANULARITY, bridge, converter
+from edgecnn.converters import CALIBRATION, FLOAT_LAYERS, GRANULARITY, ROUNDING, bridge, converter
 from edgecnn.runtime import runner_class, runner_for
 from edgecnn.runtime.evaluate import scale
 from edgecnn.runtime.quiet import quiet
@@ -108,12 +108,15 @@ def float_chains(graph, names, precisions) -> dict[str, list[str]]:
 
 def export(run_dir, formats, precisions, out, force=False, calib_samples=None, options: dict | None = None,
            data_dir=None, log=None, float_layers=(), calibration: str | None = None,
-           granularity: str | None = None, max_accuracy_drop: float | None = None) -> tuple[dict, int]:
+           granularity: str | None = None, max_accuracy_drop: float | None = None,
+           rounding: str | None = None) -> tuple[dict, int]:
     """`options`: the converters' own options by name (converters.options()); the rest
     take their defaults. `float_layers`: conv2d and dense layers that every int8
     artifact keeps in float (float_chains). `calibration`: the range estimator each int8
     quantizer uses where it offers it (converters.calibration_for); None for their own.
     `granularity`: per-channel (None: the default) or per-tensor int8 weights.
+    `rounding`: how int8 weights are rounded onto their scales, gptq (None: the default)
+    or nearest (converters.ROUNDINGS).
     `max_accuracy_drop`: points of test accuracy an int8 artifact may lose before more of
     its layers are kept in float (repair.fit)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -148,6 +151,15 @@ def export(run_dir, formats, precisions, out, force=False, calib_samples=None, o
         if "int8" not in precisions:
             raise BadInput("--weight-granularity sets how int8 weights are scaled; add --int8")
     options[GRANULARITY] = granularity or converters.GRANULARITIES[0]
+    if rounding is not None:
+        if rounding not in converters.ROUNDINGS:
+            raise BadInput(f"unknown weight rounding {str(rounding)[:40]!r}; choose {' or '.join(converters.ROUNDINGS)}")
+        if "int8" not in precisions:
+            raise BadInput("--weight-rounding sets how int8 weights are rounded; add --int8")
+        if run.native:
+            raise BadInput("--weight-rounding rounds the layers of edgecnn's graph; this model was imported in "
+                           "its own framework, without one")
+    options[ROUNDING] = rounding or ("nearest" if run.native else converters.ROUNDINGS[0])
     budget = repair.check_budget(max_accuracy_drop, precisions, run.native)
     outdir.check_free(out, force, "artifact folder")
     # the lock on `out` is taken first: a second export there fails now, not after converting
@@ -200,6 +212,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         ds.x_train[calib_idx], ds.y_train[calib_idx], run.spec.scaling, bridge.logits(source, model, calib))
     entries = []
     failed = 0
+    rounders: dict = {}  # GPTQ's integers, worked out once for every int8 format
     for fmt, precision, unavailable in pairs:
         name = f"model.{precision}{runner_class(fmt).suffix}"
         path = tmp / name
@@ -214,7 +227,7 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
         own = convert.artifact_options(fmt, precision, options)
         # fp32 converters only trace with the images: any real ones will do
         with convert.maker(run, source, model, made, calib if calib is not None else x_test[:8], fmt,
-                           precision, own) as make:
+                           precision, own, rounders) as make:
             try:
                 meta = make(options[FLOAT_LAYERS], path)
                 record = None
