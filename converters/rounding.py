@@ -120,12 +120,17 @@ class Rounder:
         if key not in self._done:
             if not self._h:
                 self._hessians()
-            step = folded / self._gain(layer)  # the same integers, before the batchnorm is folded
+            gain = np.broadcast_to(self._gain(layer), (out,))
+            # the same integers, before the batchnorm is folded; a channel whose folded
+            # weights are all zero (a zero gamma or scale) stays zero
+            live = (gain != 0) & (folded > 0) & np.isfinite(folded)
+            step = np.where(live, folded / np.where(gain != 0, gain, 1.0), 1.0)
             w = kernel.reshape(-1, out).T  # (out, K)
             hs = self._h[layer]
             if len(hs) == 1:
                 q = gptq(w, hs[0], step, qmin, qmax)
             else:  # depthwise: each channel reads only its own input
                 q = np.concatenate([gptq(w[c:c + 1], hs[c], step[c:c + 1], qmin, qmax) for c in range(out)])
+            q[~live] = 0
             self._done[key] = q.T.reshape(kernel.shape).astype(np.int8)
         return self._done[key]
