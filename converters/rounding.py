@@ -102,6 +102,25 @@ class Rounder:
         """The layers an int8 artifact quantizes: every conv2d and dense layer but `floats`."""
         return [n for n in self.graph.weighted_layers() if n not in floats]
 
+    def layer_of(self, ints: np.ndarray, scale, candidates) -> str:
+        """Which of `candidates` a quantizer's int8 kernel (canonical layout, its scales)
+        was made from: the one whose float kernel it matches to within a step (a rounding
+        to nearest, or a clamp at the range's end), found by values, not names."""
+        found = []
+        for layer in candidates:
+            kernel = self.arrays[f"{layer}.kernel"]
+            if kernel.shape != ints.shape:
+                continue
+            out = kernel.shape[-1]
+            step = np.broadcast_to(np.asarray(scale, np.float64), (out,)) / np.broadcast_to(self._gain(layer), (out,))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                off = np.abs(ints * step - kernel) / np.abs(step)
+            if np.all(np.nan_to_num(off, nan=0.0) <= 1.01):
+                found.append(layer)
+        if len(found) != 1:
+            raise ValueError(f"an int8 kernel of shape {ints.shape} matches the layers {found} of the model, not one")
+        return found[0]
+
     def torch_integers(self, layer: str, scale, qmin: int, qmax: int) -> np.ndarray:
         """integers() in PyTorch's layout ((out, in / groups, kh, kw) or (out, in), a
         flattened map's rows in (C, H, W) order), which ONNX files keep too."""

@@ -60,7 +60,7 @@ def export(keras_model, precision: str, calib: np.ndarray, path: Path, options: 
         else:
             blob = converter.convert()
         if precision == "int8" and options.get(ROUNDER) is not None:
-            blob = _round(blob, keras_model, options[ROUNDER], floats or {})
+            blob = _round(blob, options[ROUNDER], floats or {})
     path.write_bytes(blob)
     return {"converter": "tf.lite.TFLiteConverter.from_keras_model",
             "versions": {"tensorflow": tf.__version__}, "layout": LAYOUT, "notes": notes}
@@ -86,7 +86,7 @@ def _layers_of(keras_model, tensor_name: str, outputs) -> set[str]:
     return found
 
 
-def _round(blob: bytes, keras_model, rounder, floats) -> bytes:
+def _round(blob: bytes, rounder, floats) -> bytes:
     """The int8 weights of every layer the file quantizes replaced by the rounder's for
     the converter's own scales. TFLite's int8 weights are symmetric, in [-127, 127]."""
     from tensorflow.lite.python import schema_py_generated as schema
@@ -94,7 +94,6 @@ def _round(blob: bytes, keras_model, rounder, floats) -> bytes:
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
     sub = model.subgraphs[0]
     kinds = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    outputs = {sub.tensors[i].name.decode() for i in sub.outputs}
     todo = rounder.layers(floats)
     done = []
     for op in sub.operators:
@@ -105,18 +104,20 @@ def _round(blob: bytes, keras_model, rounder, floats) -> bytes:
         weights = sub.tensors[op.inputs[1]]
         if weights.type != schema.TensorType.INT8:
             continue  # a float layer's op
-        layer = [n for n in todo if n in _layers_of(keras_model, sub.tensors[op.outputs[0]].name.decode(), outputs)]
-        if len(layer) != 1:
-            raise ValueError(f"a weighted op of the TFLite graph is the layers {layer} of the model, not one")
-        q = rounder.integers(layer[0], weights.quantization.scale, -127, 127)
-        # canonical (kh, kw, in, out) -> (out, kh, kw, in); depthwise (kh, kw, 1, C) ->
-        # (1, kh, kw, C); dense (in, out) -> (out, in)
+        # the file's integers in canonical layout: (out, kh, kw, in) -> (kh, kw, in, out);
+        # depthwise (1, kh, kw, C) -> (kh, kw, 1, C); dense (out, in) -> (in, out)
+        old = model.buffers[weights.buffer].data.view(np.int8).reshape(weights.shape)
+        old = (old.T if old.ndim == 2 else old.transpose(1, 2, 0, 3) if kind == "DEPTHWISE_CONV_2D"
+               else old.transpose(1, 2, 3, 0))
+        scale = weights.quantization.scale
+        # the layer is found by its weights: Keras's and tracing's scope names are not
+        # reliable for a model imported with generated layer names
+        layer = rounder.layer_of(old, scale, [n for n in todo if n not in done])
+        q = rounder.integers(layer, scale, -127, 127)
         q = (q.T if q.ndim == 2 else q.transpose(2, 0, 1, 3) if kind == "DEPTHWISE_CONV_2D"
              else q.transpose(3, 0, 1, 2))
-        if tuple(weights.shape) != q.shape:
-            raise ValueError(f"layer {layer[0]!r}: the TFLite weights are {tuple(weights.shape)}, the graph's {q.shape}")
         model.buffers[weights.buffer].data = np.ascontiguousarray(q, np.int8).view(np.uint8).ravel()
-        done += layer
+        done.append(layer)
     if sorted(done) != sorted(todo):
         raise ValueError(f"the TFLite graph's int8 ops are the layers {sorted(done)}, not {sorted(todo)}")
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
