@@ -130,7 +130,8 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
                 b = next(self.batches, None)
                 return None if b is None else {runner.input_spec.name: runner.prepare(b)}
 
-        layout, opset = layout or runner.input_spec.layout, _opset(onnx.load(str(fp32)))
+        exported, preprocessed = onnx.load(str(fp32)), onnx.load(str(pre))
+        layout, opset = layout or runner.input_spec.layout, _opset(exported)
         ranges = options.get(CALIBRATION) or CALIBRATIONS[0]
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[ranges]
@@ -143,12 +144,11 @@ def _made(fp32_file, converter: str, versions: dict, precision: str, calib: np.n
                         calibration_cache_path=ranges_file, per_channel=scales == "per-channel",
                         reduce_range=bits == 7, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method,
-                        nodes_to_exclude=_nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)), floats))
+                        nodes_to_exclude=_nodes_of(exported, preprocessed, floats))
         rounder = options.get(ROUNDER)
         if rounder is not None:
             layers = rounder.layers(floats)
-            nodes = _nodes_of(onnx.load(str(fp32)), onnx.load(str(pre)),
-                              {n: rounder.graph.folded_chain(n) for n in layers})
+            nodes = _nodes_of(exported, preprocessed, {n: rounder.graph.folded_chain(n) for n in layers})
             _round(path, dict(zip(layers, nodes)), rounder, bits)
     finally:
         if cache is None:

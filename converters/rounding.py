@@ -60,6 +60,7 @@ class Rounder:
 
     def __init__(self, graph: g.Graph, arrays: dict[str, np.ndarray], images: np.ndarray):
         self.graph, self.arrays, self.images = graph, arrays, images
+        self._nodes = {n["name"]: n for n in graph.nodes}
         self._h: dict[str, list] = {}
         self._done: dict = {}
 
@@ -67,7 +68,7 @@ class Rounder:
         """How much folding the chain's batchnorm scales each output channel's weights."""
         gain = 1.0
         for name in self.graph.folded_chain(layer)[1:]:
-            node = next(n for n in self.graph.nodes if n["name"] == name)
+            node = self._nodes[name]
             if node["op"] == "batchnorm":
                 a = {k: self.arrays[f"{name}.{k}"] for k in ("gamma", "moving_variance")}
                 gain = gain * a["gamma"] / np.sqrt(a["moving_variance"] + node["eps"])
@@ -82,7 +83,7 @@ class Rounder:
         for i in range(0, len(self.images), BATCH):
             values = net.forward(self.images[i:i + BATCH].astype(np.float32), keep=True)
             for name in wanted:
-                node = next(n for n in self.graph.nodes if n["name"] == name)
+                node = self._nodes[name]
                 x = values[node["inputs"][0]].astype(np.float64)
                 lay = layers[name]
                 if node["op"] == "conv2d":
@@ -102,6 +103,17 @@ class Rounder:
         """The layers an int8 artifact quantizes: every conv2d and dense layer but `floats`."""
         return [n for n in self.graph.weighted_layers() if n not in floats]
 
+    def _steps(self, layer: str, scale) -> tuple[np.ndarray, np.ndarray]:
+        """(step, live) per output channel: a converter's weight scales (of the kernel with
+        any batchnorm folded in) as steps of the unfolded kernel, which gives the same
+        integers; `live` is False where the folded weights are all zero (a zero gamma or
+        scale), a channel whose step is meaningless (1 here) and whose integers stay zero."""
+        out = self.arrays[f"{layer}.kernel"].shape[-1]
+        folded = np.broadcast_to(np.asarray(scale, np.float64), (out,))
+        gain = np.broadcast_to(self._gain(layer), (out,))
+        live = (gain != 0) & (folded > 0) & np.isfinite(folded)
+        return np.where(live, folded / np.where(gain != 0, gain, 1.0), 1.0), live
+
     def layer_of(self, ints: np.ndarray, scale, candidates) -> str:
         """Which of `candidates` a quantizer's int8 kernel (canonical layout, its scales)
         was made from: the one whose float kernel it matches to within a step (a rounding
@@ -111,11 +123,9 @@ class Rounder:
             kernel = self.arrays[f"{layer}.kernel"]
             if kernel.shape != ints.shape:
                 continue
-            out = kernel.shape[-1]
-            step = np.broadcast_to(np.asarray(scale, np.float64), (out,)) / np.broadcast_to(self._gain(layer), (out,))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                off = np.abs(ints * step - kernel) / np.abs(step)
-            if np.all(np.nan_to_num(off, nan=0.0) <= 1.01):
+            step, live = self._steps(layer, scale)
+            off = np.abs(ints * step - kernel) / np.abs(step)
+            if np.all(off[..., live] <= 1.01) and not ints[..., ~live].any():
                 found.append(layer)
         if len(found) != 1:
             raise ValueError(f"an int8 kernel of shape {ints.shape} matches the layers {found} of the model, not one")
@@ -124,8 +134,7 @@ class Rounder:
     def torch_integers(self, layer: str, scale, qmin: int, qmax: int) -> np.ndarray:
         """integers() in PyTorch's layout ((out, in / groups, kh, kw) or (out, in), a
         flattened map's rows in (C, H, W) order), which ONNX files keep too."""
-        node = next(n for n in self.graph.nodes if n["name"] == layer)
-        return np.ascontiguousarray(bridge.torch_layout(self.graph, node, self.integers(layer, scale, qmin, qmax)))
+        return np.ascontiguousarray(bridge.torch_layout(self.graph, self._nodes[layer], self.integers(layer, scale, qmin, qmax)))
 
     def integers(self, layer: str, scale, qmin: int, qmax: int) -> np.ndarray:
         """The layer's int8 kernel in canonical layout ((kh, kw, in / groups, out) or
@@ -134,16 +143,11 @@ class Rounder:
         in) and its integer range."""
         kernel = self.arrays[f"{layer}.kernel"]
         out = kernel.shape[-1]
-        folded = np.broadcast_to(np.asarray(scale, np.float64), (out,))
-        key = (layer, folded.tobytes(), qmin, qmax)
+        key = (layer, np.broadcast_to(np.asarray(scale, np.float64), (out,)).tobytes(), qmin, qmax)
         if key not in self._done:
             if not self._h:
                 self._hessians()
-            gain = np.broadcast_to(self._gain(layer), (out,))
-            # the same integers, before the batchnorm is folded; a channel whose folded
-            # weights are all zero (a zero gamma or scale) stays zero
-            live = (gain != 0) & (folded > 0) & np.isfinite(folded)
-            step = np.where(live, folded / np.where(gain != 0, gain, 1.0), 1.0)
+            step, live = self._steps(layer, scale)
             w = kernel.reshape(-1, out).T  # (out, K)
             hs = self._h[layer]
             if len(hs) == 1:
