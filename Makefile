@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/harness.py
 	$(VENV)/bin/python benchmarks/numpy_runtime.py
 	$(VENV)/bin/python benchmarks/explain.py
+	$(VENV)/bin/python benchmarks/torch_runtimes.py
 
 clean:
 	rm -rf $(VENV) runs artifacts

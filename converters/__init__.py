@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import NamedTuple
 
-FORMATS = ("tflite", "ptl", "onnx", "numpy")
+FORMATS = ("tflite", "ptl", "onnx", "pte", "numpy")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")  # every precision some converter makes, in table order
 # Those computed in float, as fp32 is (fp16 holds float16 weights that the runtime turns
 # back into float32): another machine must match their outputs to 1e-4, not only top-1.

@@ -16,6 +16,7 @@ RUNNERS = {
     "ptl": ("torchlite", "TorchLiteRunner"),
     "onnx": ("onnxrt", "OnnxRuntimeRunner"),
     "numpy": ("numpyrt", "NumpyRunner"),
+    "pte": ("etrt", "ExecuTorchRunner"),
 }
 
 

@@ -59,6 +59,7 @@ class Runner:
     wheel: str | None = None    # the pip distribution an emulated ARM board installs to run it
     taps_wheels: tuple = ()     # what else taps() needs there (explain), installed beside it
     not_emulated = ""           # why emulated ARM boards cannot run it, when wheel is None
+    precision_hidden = ""       # why its operators do not show whether it is int8, where they do not
     runtime = ""  # its name for people
     package = ""  # the Python package that is the runtime
     hint = ""     # how to install it
@@ -146,6 +147,11 @@ class Runner:
 
     def op_counts(self) -> dict[str, int]:
         return dict(sorted(self.load()._op_counts_impl().items()))
+
+    def concerns(self) -> list[str]:
+        """What to know about this loaded file before relying on it (its operators
+        outside a fast delegate, say), one sentence each; none by default."""
+        return []
 
     def taps(self, batch: np.ndarray) -> list[tuple[list[str], np.ndarray]] | None:
         """Every intermediate tensor the runtime exposes for a float32 NHWC batch, in the

@@ -16,6 +16,7 @@ import os
 import signal
 
 from . import RUNNERS, runner_class, runner_for
+from .quiet import quiet
 from .runner import ArtifactError, RuntimeMissing
 
 LOAD_TIMEOUT_S = 120.0
@@ -40,7 +41,8 @@ def start(formats=tuple(RUNNERS)) -> None:
 
 def describe(fmt: str, path, timeout: float = LOAD_TIMEOUT_S) -> dict:
     """Load `path` with its runtime in a child process: the runtime's name and version,
-    the input and output tensors, the operator counts and whether it takes batches.
+    the input and output tensors, the operator counts, whether it takes batches and the
+    runner's concerns about it.
     ArtifactError when the file cannot be loaded, crashes the runtime or hangs it;
     RuntimeMissing when the runtime is not installed."""
     start((fmt,))
@@ -48,7 +50,8 @@ def describe(fmt: str, path, timeout: float = LOAD_TIMEOUT_S) -> dict:
     runtime = runner_for(fmt, path).runtime
     receive, send = _context.Pipe(duplex=False)
     child = _context.Process(target=_child, args=(fmt, str(path), send), daemon=True)
-    child.start()
+    with quiet():  # the first start launches the forkserver, whose imports print (torchao's)
+        child.start()
     send.close()
     try:
         if receive.poll(timeout):
@@ -95,7 +98,8 @@ def _child(fmt: str, path: str, send) -> None:
         runner.load()
         answer = ("ok", {"runtime": runner.runtime, "version": runner.version,
                          "input": runner.input_spec.to_json(), "output": runner.output_spec.to_json(),
-                         "operators": runner.op_counts(), "batchable": runner.batchable})
+                         "operators": runner.op_counts(), "batchable": runner.batchable,
+                         "concerns": runner.concerns()})
     except RuntimeMissing as e:
         answer = ("missing", (e.runtime, e.hint))
     except ArtifactError as e:

@@ -148,6 +148,12 @@ def digits_artifacts(digits_run, tmp_path_factory) -> Path:
     return _made(tmp_path_factory, "digits-artifacts", "torch-digits", "export", digits_run, "--int8")
 
 
+@pytest.fixture(scope="session")
+def digits_pte(digits_run, tmp_path_factory) -> Path:
+    """fp32 and int8 ExecuTorch files of the digits run (a format export makes when asked)."""
+    return _made(tmp_path_factory, "digits-pte", "torch-digits", "export", digits_run, "--formats", "pte", "--int8")
+
+
 FAST_BENCH = ("--bench-runs", "50", "--bench-seconds", "0.05")  # tests check behaviour, not speed
 
 

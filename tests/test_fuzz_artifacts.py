@@ -18,10 +18,12 @@ from edgecnn.toolchain.errors import BadInput
 pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("name", ["model.int8.tflite", "model.fp32.onnx", "model.int8.ptl"])
-def test_fuzz_artifact(digits_artifacts, tmp_path, name):
+@pytest.mark.parametrize("name", ["model.int8.tflite", "model.fp32.onnx", "model.int8.ptl", "model.int8.pte"])
+def test_fuzz_artifact(request, tmp_path, name):
     sandbox.start()  # the forkserver imports every runtime once; each case is then a fork
-    seed = (digits_artifacts / name).read_bytes()
+    # the ExecuTorch file is not among export's defaults: it comes from a folder of its own
+    made = request.getfixturevalue("digits_pte" if name.endswith(".pte") else "digits_artifacts")
+    seed = (made / name).read_bytes()
     path = tmp_path / name  # no manifest beside it: the runtime is what reads it
     cases = []
 

@@ -156,6 +156,45 @@ def test_ptl_int8_layers_hold_the_integers_gptq_chose(bn_run, granularity):
     assert differ, "GPTQ chose the quantizer's own integers for every layer"
 
 
+@pytest.mark.parametrize("granularity", ["per-channel", "per-tensor"])
+def test_pte_int8_layers_hold_the_integers_gptq_chose(bn_run, granularity):
+    """PT2E's converted program, before it is lowered into XNNPACK's blob (where its
+    integers can no longer be read): each int8 weight constant, found by its dequantize,
+    holds GPTQ's integers for the XNNPACK quantizer's own scales."""
+    import torch
+    from edgecnn.converters import bridge, pte
+    from edgecnn.runtime.evaluate import nchw
+    from edgecnn.toolchain import models
+    from edgecnn.toolchain.runs import Run
+    run = Run(bn_run)
+    kind, source = run.load_twin()
+    twin = models.build_torch(run.spec).eval()
+    bridge.copy_weights(kind, source, "torch", twin, run.spec.graph)
+    rounder = _rounder(bn_run, {"calibration": {"indices": list(range(100))}})
+    calib = torch.from_numpy(nchw(rounder.images))
+    low, high = pte.WEIGHT_RANGE
+
+    def weights(module):
+        dq = torch.ops.quantized_decomposed
+        out = []
+        for node in module.graph.nodes:
+            if node.target in (dq.dequantize_per_channel.default, dq.dequantize_per_tensor.default) \
+                    and node.args[0].op == "get_attr" and getattr(module, node.args[0].target).dtype == torch.int8:
+                s = node.args[1]
+                out.append((getattr(module, node.args[0].target).numpy(),
+                            getattr(module, s.target).numpy() if hasattr(s, "op") else s))
+        return out
+
+    quantizer = pte._quantizer("histogram", granularity, {})
+    made = pte._calibrated(twin, calib, quantizer)
+    pte._round(made, rounder, {})
+    plain = pte._calibrated(twin, calib, pte._quantizer("histogram", granularity, {}))
+    held, own = weights(made), weights(plain)
+    assert len(held) == 4
+    assert all(_matches(held, lambda n, s: rounder.torch_integers(n, s, low, high)).values())
+    assert not all(_matches(own, lambda n, s: rounder.torch_integers(n, s, low, high)).values())
+
+
 def test_weight_rounding_needs_int8_and_a_known_name(digits_run):
     assert_bad_input(edgecnn("export", digits_run, "--weight-rounding", "gptq", "--out", "nowhere"),
                      "--weight-rounding", "--int8")

@@ -238,6 +238,9 @@ def _export_into(tmp: Path, run: Run, run_dir, pairs, calib_samples, options, da
                     meta = repaired or meta
                 with quiet():
                     runner = runner_for(fmt, path).load()
+                    concerns = runner.concerns()
+                for concern in concerns:
+                    log(f"exporting {fmt} {precision}: warning: {concern}")
                 seconds = time.perf_counter() - t
                 sha, = outdir.file_digests(path, "sha256")
                 entry.update(

@@ -33,12 +33,12 @@ def describe(path: Path) -> dict:
     # what the runtime reads from the file; the manifest adds what only export knew
     precision = entry.get("precision") if isinstance(entry.get("precision"), str) else None
     info = {"file": str(path), "format": fmt, "runtime": loaded["runtime"],
-            "precision": precision or _guess_precision(loaded),
+            "precision": precision or _guess_precision(fmt, loaded),
             "bytes": path.stat().st_size,
             # export knew the fixed dimensions that a TorchScript file does not declare
             "input": _tensor_or(entry.get("input"), loaded["input"]),
             "output": _tensor_or(entry.get("output"), loaded["output"]),
-            "operators": loaded["operators"]}
+            "operators": loaded["operators"], "concerns": loaded["concerns"]}
     if entry:
         info["manifest"] = {k: entry.get(k) for k in ("sha256", "converter", "notes", "calibration")}
     else:
@@ -90,7 +90,10 @@ def _tensor_or(listed, loaded: dict) -> dict:
     return listed if ok else loaded
 
 
-def _guess_precision(loaded: dict) -> str:
+def _guess_precision(fmt: str, loaded: dict) -> str:
+    hidden = runner_class(fmt).precision_hidden
+    if hidden:
+        return f"unknown ({hidden}, and no manifest beside it says)"
     ops = " ".join(loaded["operators"])
     # int8 inputs, or the quantize step of an int8 file with float inputs and outputs
     if loaded["input"]["dtype"] in ("int8", "uint8") or "quantized::" in ops or "QuantizeLinear" in ops \
@@ -119,6 +122,6 @@ def render(info: dict) -> str:
              "  operators  " + ", ".join(f"{k} x{v}" for k, v in info["operators"].items()),
              "  checked    " + ("sha256 matches manifest.json" if info.get("manifest")
                                 else "no manifest.json lists it, so its sha256 was not checked")]
-    if "warning" in info:
-        lines.append(f"  warning    {info['warning']}")
+    for warning in (*info["concerns"], *([info["warning"]] if "warning" in info else [])):
+        lines.append(f"  warning    {warning}")
     return "\n".join(lines)

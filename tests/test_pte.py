@@ -1,0 +1,67 @@
+"""ExecuTorch (.pte): what the contract test (test_formats) and the fuzz suite do not
+show. The delegate takes every op of edgecnn's graphs; a file it did not take is made
+here with ExecuTorch's own API, as a user's could be, and inspect and export say so."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FAST_BENCH, assert_bad_input, edgecnn
+from edgecnn.runtime import runner_for
+
+
+def test_every_op_is_delegated_and_inspect_shows_it(digits_pte):
+    manifest = json.loads((digits_pte / "manifest.json").read_text())
+    assert [(a["format"], a["precision"]) for a in manifest["artifacts"]] == [("pte", "fp32"), ("pte", "int8")]
+    for a in manifest["artifacts"]:
+        assert a["notes"]["delegate"] == "XNNPACK" and a["notes"]["portable_ops"] == {}, a
+        assert a["notes"]["delegated_calls"] >= 1
+        r = edgecnn("inspect", digits_pte / a["file"], "--json")
+        assert r.code == 0, r
+        assert r.json["precision"] == a["precision"] and r.json["concerns"] == []
+        assert set(r.json["operators"]) == {"XnnpackBackend (delegate)"}, r.json
+    sizes = {a["precision"]: a["bytes"] for a in manifest["artifacts"]}
+    assert sizes["int8"] < 0.4 * sizes["fp32"], sizes
+
+
+def test_the_runner_sets_the_runtime_s_thread_pool(digits_pte):
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
+    x = np.zeros((3, 8, 8, 1), np.float32)
+    for threads in (1, 2):
+        runner = runner_for("pte", digits_pte / "model.fp32.pte", threads).load()
+        assert _threadpool_get_thread_count() == threads
+        assert not runner.batchable and runner.infer(x[:1]).shape == (1, 10)
+
+
+@pytest.fixture(scope="module")
+def portable_pte(digits_run, tmp_path_factory):
+    """The digits model lowered without a partitioner: every op a portable kernel."""
+    import torch
+    from executorch.exir import to_edge_transform_and_lower
+    from edgecnn.toolchain.runs import Run
+    _, model = Run(digits_run).load_twin()
+    program = torch.export.export(model.eval(), (torch.zeros(1, 1, 8, 8),))
+    path = tmp_path_factory.mktemp("portable") / "mine.pte"
+    path.write_bytes(to_edge_transform_and_lower(program).to_executorch().buffer)
+    return path
+
+
+def test_inspect_warns_about_portable_operators(portable_pte):
+    r = edgecnn("inspect", portable_pte)
+    assert r.code == 0, r
+    warnings = [line for line in r.out.splitlines() if line.strip().startswith("warning")]
+    assert len(warnings) == 1 and "portable kernels" in warnings[0] and "aten::convolution" in warnings[0], r.out
+    assert "precision  unknown" in r.out  # no manifest, and the operators do not say
+    r = edgecnn("inspect", portable_pte, "--json")
+    assert "aten::convolution" in r.json["operators"] and len(r.json["concerns"]) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_pte_is_one_line_and_exit_2(digits_pte, tmp_path, damage):
+    seed = (digits_pte / "model.int8.pte").read_bytes()
+    bad = tmp_path / "model.int8.pte"
+    bad.write_bytes(seed[: len(seed) // 3] if damage == "truncated" else bytes(np.random.default_rng(0).integers(
+        0, 256, 4000, dtype=np.uint8)))
+    assert_bad_input(edgecnn("inspect", bad), "model.int8.pte")
+    assert_bad_input(edgecnn("validate", bad, *FAST_BENCH), "model.int8.pte")
+    assert bad.stat().st_size == (len(seed) // 3 if damage == "truncated" else 4000)  # left as it was
