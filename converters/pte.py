@@ -56,11 +56,11 @@ def _quantizer(ranges: str, scales: str, floats: dict):
         act = dataclasses.replace(config.input_activation,
                                   observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2 ** -12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
-    quantizer = XNNPACKQuantizer().set_global(config)
-    for chain in floats.values():  # a layer and what is folded into it stay float
-        for name in chain:
-            quantizer.set_module_name(name, None)
-    return quantizer
+    floated = {name for chain in floats.values() for name in chain}  # a layer and what is folded into it
+
+    def quantized(node) -> bool:  # (the quantizer's set_module_name refuses None: "not supported yet")
+        return not any(path in floated for path, _ in (node.meta.get("nn_module_stack") or {}).values())
+    return XNNPACKQuantizer().set_global(config).set_filter_function(quantized)
 
 
 def _calibrated(model, calib_nchw, quantizer):

@@ -65,3 +65,30 @@ def test_a_damaged_pte_is_one_line_and_exit_2(digits_pte, tmp_path, damage):
     assert_bad_input(edgecnn("inspect", bad), "model.int8.pte")
     assert_bad_input(edgecnn("validate", bad, *FAST_BENCH), "model.int8.pte")
     assert bad.stat().st_size == (len(seed) // 3 if damage == "truncated" else 4000)  # left as it was
+
+
+def test_a_float_layer_stays_float_and_the_rest_int8(digits_run, tmp_path):
+    """--float-layers through the quantizer's node filter: conv1's convolution reads
+    float weights in PT2E's converted program, the other three layers int8 ones."""
+    import torch
+    from edgecnn.converters import pte
+    from edgecnn.runtime.evaluate import nchw
+    from edgecnn.toolchain.runs import Run
+    _, model = Run(digits_run).load_twin()
+    calib = torch.from_numpy(nchw(np.random.default_rng(0).random((20, 8, 8, 1), np.float32)))
+    made = pte._calibrated(model.eval(), calib, pte._quantizer("histogram", "per-channel", {"conv1": ["conv1"]}))
+    layers = {}
+    for node in made.graph.nodes:
+        if node.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
+            weight = node.args[1]
+            name = list(node.meta["nn_module_stack"].values())[-1][0]
+            layers[name] = weight.op == "call_function" and "dequantize" in str(weight.target)
+    assert layers == {"conv1": False, "conv2": True, "fc1": True, "fc2": True}, layers
+
+    out = tmp_path / "arts"
+    r = edgecnn("export", digits_run, "--precisions", "int8", "--formats", "pte", "--float-layers", "conv1",
+                "--out", out)
+    assert r.code == 0 and "ok, float: conv1" in r.out, r
+    assert json.loads((out / "manifest.json").read_text())["artifacts"][0]["notes"]["float_layers"] == ["conv1"]
+    r = edgecnn("validate", out, "--json", *FAST_BENCH)
+    assert r.code == 0 and r.json["results"][0]["status"] == "pass", r
