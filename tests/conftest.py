@@ -131,6 +131,16 @@ def _made(tmp_path_factory, key: str, folder: str, *args) -> Path:
     return Path(built_once(tmp_path_factory, key, build))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def every_runtime_in_the_sandbox():
+    """The sandbox's forkserver imports every runtime when it first starts, in whichever
+    test that is: started by a test that loads one format, it would preload only that
+    one, and each later file of another format would import its runtime in the child
+    (ExecuTorch takes 7 s: a thousand fuzz cases would take hours)."""
+    from edgecnn.runtime import sandbox
+    sandbox.start()
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     return _made(tmp_path_factory, "digits", "torch-digits", "train", "--epochs", "10")

@@ -150,7 +150,7 @@ def test_a_device_with_numpy_alone_runs_numpy_artifacts(device, digits_run, tmp_
     r = edgecnn("doctor", *ssh, "--json")
     assert r.code == 1, r
     assert {x["format"]: x["usable"] for x in r.json["runtimes"]} == {
-        "tflite": False, "ptl": False, "onnx": False, "numpy": True}
+        "tflite": False, "ptl": False, "onnx": False, "pte": False, "numpy": True}
     r = edgecnn("validate", art, "--formats", "numpy", *ssh, *FAST_BENCH, "--json")
     assert r.code == 0, r
     row, = [x for x in r.json["results"] if x["target"] == "ssh://pi"]
