@@ -10,8 +10,8 @@ into a saturating int16, as x86 kernels without VNNI do), which is why TFLite's 
 also XNNPACK's, gives the same answers on every host with full 8-bit weights.
 
 Whatever the delegate does not take stays as ExecuTorch's portable kernels, which run far
-slower: the manifest's notes list them (none for edgecnn's graph vocabulary), and
-`inspect` warns about them (runtime/etrt.py)."""
+slower: the manifest's notes list them, read from the file as the runner reads it (none
+for edgecnn's graph vocabulary), and `inspect` warns about them (runtime/etrt.py)."""
 from __future__ import annotations
 
 import copy
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.runtime.etrt import DELEGATED, program_ops
 from edgecnn.runtime.evaluate import nchw
 
 from . import CALIBRATION, FLOAT_LAYERS, GRANULARITIES, ROUNDER, granularity, rounded_by
@@ -115,20 +116,6 @@ def _round(module, rounder, floats) -> None:
         raise ValueError(f"the quantized program's int8 layers are {sorted(done)}, not {sorted(todo)}")
 
 
-def _partition_counts(edge) -> tuple[int, dict]:
-    """(delegated calls, {operator: count} left to the portable kernels) in a lowered program."""
-    from collections import Counter
-    calls, portable = 0, Counter()
-    for node in edge.exported_program().graph.nodes:
-        if node.op != "call_function" or getattr(node.target, "__name__", "") == "getitem":
-            continue
-        if "call_delegate" in str(node.target):
-            calls += 1
-        else:
-            portable[str(node.target).split(".default")[0]] += 1
-    return calls, dict(portable)
-
-
 def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: dict) -> dict:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -153,9 +140,11 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
             notes[FLOAT_LAYERS] = list(floats)
     with torch.no_grad():
         program = torch.export.export(model, (calib_nchw[:1],))
-    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    notes["delegated_calls"], notes["portable_ops"] = _partition_counts(edge)
-    path.write_bytes(edge.to_executorch().buffer)
+    data = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    ops = program_ops(data)  # read back as the runner reads the file
+    notes["delegated_calls"] = sum(n for k, n in ops.items() if k.endswith(DELEGATED))
+    notes["portable_ops"] = {k: n for k, n in ops.items() if not k.endswith(DELEGATED)}
+    path.write_bytes(data)
     return {"converter": "torch.export + executorch.exir.to_edge_transform_and_lower (XnnpackPartitioner)",
             "versions": {"torch": torch.__version__, "executorch": metadata.version("executorch")},
             "layout": LAYOUT, "notes": notes}

@@ -26,6 +26,22 @@ _DTYPES = {6: "float32", 1: "int8", 0: "uint8"}
 DELEGATED = " (delegate)"  # an op_counts key for a backend's calls ends so
 
 
+def program_ops(data: bytes) -> dict[str, int]:
+    """A .pte program's instructions by kind, read from its bytes: a delegate call is
+    named by its backend (ending in DELEGATED), a kernel call by the portable operator it runs."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+    plan = deserialize_pte_binary(data).program.execution_plan[0]
+    counts: Counter = Counter()
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            args = instruction.instr_args
+            if hasattr(args, "delegate_index"):
+                counts[plan.delegates[args.delegate_index].id + DELEGATED] += 1
+            elif hasattr(args, "op_index"):
+                counts[plan.operators[args.op_index].name] += 1
+    return dict(counts)
+
+
 class ExecuTorchRunner(Runner):
     format = "pte"
     suffix = ".pte"
@@ -98,19 +114,7 @@ class ExecuTorchRunner(Runner):
         return once
 
     def _op_counts_impl(self):
-        # the program's instructions, read from the file: a delegate call names its
-        # backend, a kernel call the portable operator it runs
-        from executorch.exir._serialize._program import deserialize_pte_binary
-        plan = deserialize_pte_binary(self.path.read_bytes()).program.execution_plan[0]
-        counts: Counter = Counter()
-        for chain in plan.chains:
-            for instruction in chain.instructions:
-                args = instruction.instr_args
-                if hasattr(args, "delegate_index"):
-                    counts[plan.delegates[args.delegate_index].id + DELEGATED] += 1
-                elif hasattr(args, "op_index"):
-                    counts[plan.operators[args.op_index].name] += 1
-        return dict(counts)
+        return program_ops(self.path.read_bytes())
 
     def concerns(self) -> list[str]:
         portable = {k: v for k, v in self.op_counts().items() if not k.endswith(DELEGATED)}
