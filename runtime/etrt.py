@@ -1,4 +1,10 @@
-"""The ExecuTorch runtime (.pte), through its Python bindings (`executorch.runtime`).
+"""The ExecuTorch runtime (.pte), through its compiled Python bindings.
+
+They are driven as `executorch.extension.pybindings._C`, the extension that
+`executorch.runtime` and `portable_lib` wrap and re-export: those wrappers import
+the exporter (executorch.exir, with torchao and triton) on the way, 6.6 s here against
+1.4 s for torch and the bindings alone, and far longer on an emulated Pi, which then
+needs the exporter's whole dependency tree as well.
 
 A .pte is a flatbuffer program: the parts its backend (XNNPACK) took are one delegate
 call each, and what it did not take runs as ExecuTorch's portable kernels, one
@@ -29,7 +35,8 @@ DELEGATED = " (delegate)"  # an op_counts key for a backend's calls ends so
 def program_ops(data: bytes) -> dict[str, int]:
     """A .pte program's instructions by kind, read from its bytes: a delegate call is
     named by its backend (ending in DELEGATED), a kernel call by the portable operator it runs."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
+    with quiet():  # the exporter's import prints torchao's notes on extensions it skips, on both fds
+        from executorch.exir._serialize._program import deserialize_pte_binary
     plan = deserialize_pte_binary(data).program.execution_plan[0]
     counts: Counter = Counter()
     for chain in plan.chains:
@@ -47,33 +54,40 @@ class ExecuTorchRunner(Runner):
     suffix = ".pte"
     title = "ExecuTorch"
     marker = "D"
-    not_emulated = "the ExecuTorch runtime is not provisioned under emulation"
+    wheel = "executorch"
+    emulated_extra = "torch"  # the bindings need torch's libraries
     precision_hidden = "a delegate's operators and tensors are inside its own blob"
     runtime = "ExecuTorch"
     package = "executorch"
     hint = "pip install executorch==1.5.1"
-    preload = ("executorch.runtime",)
+    # the bindings, and the file reader behind op_counts (inspect), which is the exporter's
+    preload = ("executorch.extension.pybindings._C", "executorch.exir._serialize._program")
 
     @classmethod
     def _runtime(cls):
         try:
-            with quiet():  # its import prints torchao's notes on extensions it skips, on both fds
-                from executorch import runtime
+            import torch  # first: the bindings link against the libraries torch loads
+            from executorch.extension.pybindings import _C
             version = metadata.version("executorch")
         except ImportError:
             raise RuntimeMissing(cls.runtime, cls.hint) from None
-        return runtime, f"executorch {version}"
+        cls.torch = torch
+        return _C, f"executorch {version}"
+
+    def _program(self):
+        """The program, and the bytes it reads from, which must outlive it."""
+        data = self.path.read_bytes()
+        return self.lib._load_program_from_buffer(
+            data, program_verification=self.lib.Verification.InternalConsistency), data
 
     def _load_impl(self):
-        import torch  # its tensors are the bindings' inputs and outputs
-        self.torch = torch
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-        _unsafe_reset_threadpool(self.threads)
-        self.program = self.lib.Runtime.get().load_program(self.path.read_bytes())
-        if "forward" not in self.program.method_names:
-            raise ValueError(f"it has no forward method, only {sorted(self.program.method_names)}")
+        self.lib._unsafe_reset_threadpool(self.threads)
+        self.program, self._data = self._program()
+        names = [self.program.get_method_name(i) for i in range(self.program.num_methods())]
+        if "forward" not in names:
+            raise ValueError(f"it has no forward method, only {sorted(names)}")
         self.method = self.program.load_method("forward")
-        meta = self.method.metadata
+        meta = self.method.method_meta()
         if meta.num_inputs() != 1 or meta.num_outputs() != 1:
             raise ValueError(f"its forward takes {meta.num_inputs()} inputs and gives {meta.num_outputs()} "
                              f"outputs, not one image batch and one logits tensor")
@@ -99,18 +113,18 @@ class ExecuTorchRunner(Runner):
         return self.torch.from_numpy(nchw(batch))
 
     def _run_impl(self, x):
-        return self.method.execute((x,))[0]
+        return self.method((x,))[0]
 
     def _finish_impl(self, y):
         return y.numpy().astype(np.float32, copy=False)
 
     def minimal_loop(self, batch):
-        program = self.load().lib.Runtime.get().load_program(self.path.read_bytes())
+        program, data = self.load()._program()
         method, x = program.load_method("forward"), self._prepare_impl(batch)
 
         def once():  # holds the program: a method outlived by its program reads freed memory
-            return method.execute((x,))
-        once.program = program
+            return method((x,))
+        once.program = program, data
         return once
 
     def _op_counts_impl(self):

@@ -59,6 +59,8 @@ class Runner:
     wheel: str | None = None    # the pip distribution an emulated ARM board installs to run it
     taps_wheels: tuple = ()     # what else taps() needs there (explain), installed beside it
     not_emulated = ""           # why emulated ARM boards cannot run it, when wheel is None
+    emulated_extra: str | None = None  # when its wheel is too large to provision by default: the
+                                       # opt-in that adds it (`device setup emulated --with NAME`)
     precision_hidden = ""       # why its operators do not show whether it is int8, where they do not
     runtime = ""  # its name for people
     package = ""  # the Python package that is the runtime

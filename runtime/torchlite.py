@@ -36,7 +36,8 @@ class TorchLiteRunner(Runner):
     marker = "s"
     warning = ("a .ptl file carries TorchScript code that runs when it is loaded: "
                "load only artifacts from a source you trust")
-    not_emulated = "the PyTorch lite interpreter is not provisioned under emulation (its aarch64 wheel is 427 MB)"
+    wheel = "torch"
+    emulated_extra = "torch"
     runtime = "PyTorch lite interpreter"
 
     package = "torch"

@@ -164,6 +164,13 @@ def digits_pte(digits_run, tmp_path_factory) -> Path:
     return _made(tmp_path_factory, "digits-pte", "torch-digits", "export", digits_run, "--formats", "pte", "--int8")
 
 
+@pytest.fixture(scope="session")
+def mnist_pte(mnist_runs, tmp_path_factory) -> Path:
+    """fp32 and int8 ExecuTorch files of the PyTorch MNIST run."""
+    return _made(tmp_path_factory, "mnist-pte", "torch-mnist", "export", mnist_runs["torch"][0],
+                 "--formats", "pte", "--int8")
+
+
 FAST_BENCH = ("--bench-runs", "50", "--bench-seconds", "0.05")  # tests check behaviour, not speed
 
 
@@ -186,6 +193,23 @@ def emulated_env(tmp_path_factory) -> dict:
         assert first.json["reused"] is False and first.json["x86"]["x86-avx2"]["reused"] is False
         return env
     return built_once(tmp_path_factory, "xdg-cache", build)
+
+
+@pytest.fixture(scope="session")
+def emulated_torch(emulated_env, tmp_path_factory) -> dict:
+    """The opt-in torch extra added, as a user adds it, to a copy of the emulated
+    environment (hard links), so that what other tests' emulated boards run does not
+    depend on whether it was added yet: {"env": ..., "setup": its JSON, "announced": the
+    line it printed before fetching anything}."""
+    def build(root):
+        cache = Path(root) / "cache"
+        shutil.copytree(Path(emulated_env["XDG_CACHE_HOME"]), cache, symlinks=True, copy_function=os.link)
+        env = dict(emulated_env, XDG_CACHE_HOME=str(cache))
+        r = edgecnn("device", "setup", "emulated", "--with", "torch", "--json", env=env, timeout=1800)
+        assert r.code == 0, r
+        first = next(ln for ln in r.err.splitlines() if "--with torch" in ln)
+        return {"env": env, "setup": r.json, "announced": first}
+    return built_once(tmp_path_factory, "xdg-cache-torch", build)
 
 
 @pytest.fixture(scope="session")

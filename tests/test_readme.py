@@ -42,6 +42,8 @@ SHOWN = {  # a command's words -> what its output holds where the README shows i
 NOT_RUN = {
     "make test": "the command that runs this test",
     "apt-get install qemu-user-static": "a system package, which .ci/run installs before the tests",
+    ".venv/bin/edgecnn device setup emulated --with torch": "2.9 GB from PyPI: tests/test_emulated.py runs this "
+                                                           "command in a cache of its own, which its tests use",
 }
 
 

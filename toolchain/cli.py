@@ -545,6 +545,11 @@ def pipeline(framework, dataset, data_dir, epochs, seed, model, width, formats, 
     return _finish_validation(doc, junit, as_json, doc["report"])
 
 
+def _emulated_extras() -> list[str]:
+    from .emulation import extras
+    return list(extras())
+
+
 @cli.group()
 def device():
     """Set up the environments that validate artifacts on other CPUs."""
@@ -553,12 +558,17 @@ def device():
 @device.command("setup")
 @click.argument("kind", type=click.Choice(["emulated"]))
 @click.option("--force", is_flag=True, help="Provision again even if the cached environment is current.")
+@click.option("--with", "extras", multiple=True, type=click.Choice(_emulated_extras()),
+              help="Add the opt-in runtimes that need it to the emulated Pi boards: torch is several GB with "
+                   "the CUDA libraries PyPI's aarch64 torch requires, and the size is stated before anything "
+                   "is fetched. Repeat for several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def device_setup(kind, force, as_json):
+def device_setup(kind, force, extras, as_json):
     """Provision the emulated aarch64 Python (Raspberry Pi 4 and 5 CPUs) in the user cache,
     and on an x86-64 machine the emulated x86 CPU without VNNI (x86-avx2)."""
     from . import emulation
     info = emulation.setup(force=force)
+    info["extras"] = {name: emulation.setup_extra(name, force=force) for name in dict.fromkeys(extras)}
     info["x86"] = {m: emulation.setup_x86(m, force=force) for m, c in emulation.CPUS.items()
                    if c["arch"] == "x86_64" and not emulation.host_runs(m)}
     if as_json:
@@ -568,6 +578,8 @@ def device_setup(kind, force, as_json):
             return "reused" if i["reused"] else f"set up in {i['seconds']:.0f} s"
         click.echo(f"emulated aarch64 Python 3.11 with {', '.join(f'{k} {v}' for k, v in info['versions']['wheels'].items())}: "
                    f"{how(info)}, in {info['root']}")
+        for name, x in info["extras"].items():
+            click.echo(f"  with {', '.join(f'{k} {v}' for k, v in x['versions'].items())}: {how(x)}, in {x['root']}")
         for model, x in info["x86"].items():
             click.echo(f"emulated {model} ({emulation.CPUS[model]['board']}), this machine's Python: "
                        f"{how(x)}, in {x['root']}")

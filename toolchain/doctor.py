@@ -57,6 +57,9 @@ def check() -> dict:
             t["reason"] = f"QEMU user-mode emulation is not installed; {emulation.QEMU_HINT}"
         elif emu["provisioned"]:
             t["detail"] = f"{spec['board']}; environment ready in {emu['root']}"
+            for name, ready in emu.get("extras", {}).items():
+                t["detail"] += (f"; with {name}" if ready else
+                                f"; without the opt-in {name} (`edgecnn device setup emulated --with {name}`)")
         else:
             t["detail"] = (f"{spec['board']}; environment not set up yet: the first use sets it up "
                            f"({'seconds' if x86 else 'about a minute'}), or run `edgecnn device setup emulated`")

@@ -52,10 +52,17 @@ PACKAGES = (
     "libpython3.11-stdlib python3.11-minimal python3.11").split()
 
 
-def _emulated_runners() -> list:
-    """The runner classes whose runtime an emulated ARM board installs (`wheel`); the
-    others say why not in `not_emulated`."""
-    return [runner_class(f) for f in RUNNERS if runner_class(f).wheel]
+def _emulated_runners(extra: str | None = None) -> list:
+    """The runner classes whose runtime an emulated ARM board installs (`wheel`): those of
+    the environment every setup makes, or those an opt-in extra adds. The others say why
+    not in `not_emulated`."""
+    return [cls for cls in map(runner_class, RUNNERS) if cls.wheel and cls.emulated_extra == extra]
+
+
+def extras() -> tuple[str, ...]:
+    """The opt-ins of `device setup emulated --with NAME`."""
+    return tuple(dict.fromkeys(cls.emulated_extra for cls in map(runner_class, RUNNERS)
+                               if cls.wheel and cls.emulated_extra))
 
 
 def wheels() -> tuple[str, ...]:
@@ -64,9 +71,10 @@ def wheels() -> tuple[str, ...]:
     return tuple(dict.fromkeys(["numpy", *(w for cls in _emulated_runners() for w in (cls.wheel, *cls.taps_wheels))]))
 
 
-def _runtime_modules() -> list[str]:
+def _runtime_modules(extra: str | None = None) -> list[str]:
     """The modules that prove each emulated runtime imports."""
-    return list(dict.fromkeys(["numpy", *(cls.modules()[0] for cls in _emulated_runners())]))
+    return list(dict.fromkeys([*(["numpy"] if extra is None else []),
+                               *(cls.modules()[0] for cls in _emulated_runners(extra))]))
 
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 
@@ -133,17 +141,22 @@ def wanted_versions() -> dict:
     return {"python": "3.11", "wheels": versions, "packages": len(PACKAGES)}
 
 
+def _stamped(stamp: Path, versions) -> bool:
+    """Whether the stamp records these versions (False when they are unknown here)."""
+    try:
+        return json.loads(stamp.read_text()).get("versions") == versions()
+    except (OSError, ValueError, AttributeError, BadInput):
+        return False
+
+
 def status(root: Path | None = None) -> dict:
-    """What doctor shows: is QEMU there, is the environment provisioned and current."""
+    """What doctor shows: is QEMU there, is the environment provisioned and current, and
+    which opt-in extras it has."""
     root = root or cache_root()
-    stamp = root / STAMP
-    info = {"qemu": qemu(), "root": str(root), "provisioned": False}
-    if stamp.is_file():
-        try:
-            recorded = json.loads(stamp.read_text())
-            info["provisioned"] = recorded.get("versions") == wanted_versions()
-        except (OSError, ValueError, BadInput):
-            pass
+    info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, wanted_versions)}
+    info["extras"] = {name: info["provisioned"] and _stamped(extra_site(name, root) / STAMP,
+                                                             lambda: extra_versions(name))
+                      for name in extras()}
     return info
 
 
@@ -245,6 +258,87 @@ def _site(work: Path, site: Path, versions: dict, log) -> None:
          "pip install --target")
 
 
+# An opt-in extra is named after the distribution it adds together with its dependencies:
+# torch, whose aarch64 wheel on PyPI is a CUDA build that loads NVIDIA's CUDA libraries
+# even to run on a CPU (about 2.8 GB with them, against some 180 MB for the default set).
+# The runners' own wheels in it come without theirs, which are an exporter's. uv resolves
+# it: pip evaluates dependency markers for the machine it runs on, not for --platform (it
+# then wants x86-only packages), while uv resolves for the aarch64 target and writes the
+# result as a lock (PEP 751) that gives each wheel's size before anything is fetched.
+UV_TARGET = ["--python-platform", "aarch64-manylinux_2_28", "--python-version", "3.11"]
+
+
+def extra_site(name: str, root: Path | None = None) -> Path:
+    return (root or cache_root()) / f"site-{name}"
+
+
+def extra_versions(name: str) -> dict:
+    """The extra's distributions at the host's versions (a local label such as +cpu
+    names a build that only the host's index has: the aarch64 wheel is PyPI's)."""
+    versions = {}
+    for dist in dict.fromkeys([name, *(w for cls in _emulated_runners(name) for w in (cls.wheel, *cls.taps_wheels))]):
+        try:
+            versions[dist] = metadata.version(dist).split("+")[0]
+        except metadata.PackageNotFoundError:
+            raise BadInput(f"{dist} is not installed on this host; it sets the version to emulate") from None
+    return versions
+
+
+def _lock(uv: str, work: Path, versions: dict, name: str) -> tuple[list[Path], int, int]:
+    """The extra resolved for aarch64 into locks, with its download size and package count."""
+    import tomllib
+    locks = []
+    for deps, pins in ((True, [name]), (False, [d for d in versions if d != name])):
+        if not pins:
+            continue
+        lock = work / f"pylock.{'deps' if deps else 'alone'}.toml"
+        _run([uv, "pip", "compile", "--quiet", "--no-header", *UV_TARGET, "--format", "pylock.toml",
+              *([] if deps else ["--no-deps"]), "-o", str(lock), "-"], f"resolving {', '.join(pins)} for aarch64",
+             input="".join(f"{d}=={versions[d]}\n" for d in pins))
+        locks.append(lock)
+    packages = [p for lock in locks for p in tomllib.loads(lock.read_text())["packages"]]
+    # a package may list several wheels for the platform (say cp311 and abi3): count the largest
+    size = sum(max((w.get("size", 0) for w in p.get("wheels", ())), default=p.get("sdist", {}).get("size", 0))
+               for p in packages)
+    return locks, size, len(packages)
+
+
+def setup_extra(name: str, force: bool = False, root: Path | None = None, log=None) -> dict:
+    """Add an opt-in extra to the provisioned environment (setup() first), or reuse it."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    root = root or cache_root()
+    versions = extra_versions(name)
+    site = extra_site(name, root)
+    if not force and status(root)["extras"][name]:
+        return {"root": str(site), "reused": True, "seconds": 0.0, "versions": versions}
+    from uv import find_uv_bin
+    t = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{site.name}.", suffix=".partial", dir=root))
+    try:
+        work = tmp / "work"
+        work.mkdir()
+        uv = find_uv_bin()
+        locks, size, count = _lock(uv, work, versions, name)
+        log(f"emulated setup: --with {name} fetches {', '.join(f'{k} {v}' for k, v in versions.items())} for "
+            f"aarch64 with their dependencies, {count} packages: {size / 1e9:.1f} GB to download ...")
+        for lock in locks:
+            _run([uv, "pip", "install", "--quiet", "--target", str(tmp / "site"), *UV_TARGET, "--no-deps",
+                  "-r", str(lock)], f"installing {lock.stem}")
+        shutil.rmtree(work)
+        _smoke(root, log, extra=name, site=tmp / "site")
+        (tmp / "site" / STAMP).write_text(json.dumps({"versions": versions, "download_bytes": size}, indent=2) + "\n")
+        old = tmp / "old"
+        if site.exists():
+            os.replace(site, old)
+        os.replace(tmp / "site", site)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t
+    log(f"emulated setup: --with {name} ready in {site} ({seconds:.0f} s)")
+    return {"root": str(site), "reused": False, "seconds": round(seconds, 1), "versions": versions,
+            "download_bytes": size, "packages": count}
+
+
 def cpuinfo(model: str, cores: int = 4) -> str:
     cpu = CPUS[model]
     if cpu["arch"] == "x86_64":
@@ -306,20 +400,26 @@ def command(model: str, args: list[str], root: Path | None = None) -> tuple[list
                  *args], {"PYTHONDONTWRITEBYTECODE": "1"})
     root = root or cache_root()
     cpu_root = root / f"cpu-{model}"
+    # the default set, then each opt-in extra that is there
+    sites = [root / "site", *(extra_site(name, root) for name in extras() if (extra_site(name, root) / STAMP).is_file())]
     return ([qemu() or QEMU["aarch64"][0], "-cpu", model, "-L", str(cpu_root), str(cpu_root / "usr/bin/python3.11"),
              *args],
-            {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(root / "site")})
+            {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": os.pathsep.join(map(str, sites))})
 
 
-def _smoke(root: Path, log) -> None:
-    """The environment imports its runtimes under each real board's CPU model."""
+def _smoke(root: Path, log, extra: str | None = None, site: Path | None = None) -> None:
+    """The environment imports its runtimes (or an extra's, from `site`) under each real
+    board's CPU model."""
+    modules = _runtime_modules(extra)
     for model in ("cortex-a72", "cortex-a76"):
-        cmd, env = command(model, ["-c", f"import {', '.join(_runtime_modules())}; "
-                                         "import platform; print(platform.machine())"], root)
-        proc = _run(cmd, f"the emulated Python on {model}", env=dict(os.environ, **env), timeout=300)
-        if proc.stdout.strip() != "aarch64":
+        cmd, env = command(model, ["-c", f"import {', '.join(modules)}; import platform; print(platform.machine())"],
+                           root)
+        if site:
+            env["PYTHONPATH"] += os.pathsep + str(site)
+        proc = _run(cmd, f"the emulated Python on {model}", env=dict(os.environ, **env), timeout=900)
+        if proc.stdout.strip().splitlines()[-1:] != ["aarch64"]:
             raise BadInput(f"emulated setup: the Python on {model} reports {proc.stdout.strip()!r}, not aarch64")
-    log(f"emulated setup: {', '.join(_runtime_modules())} import on cortex-a72 and cortex-a76")
+    log(f"emulated setup: {', '.join(modules)} import on cortex-a72 and cortex-a76")
 
 
 # What the runtimes see of the CPU through CPUID under emulation: numpy's own detection,

@@ -188,8 +188,9 @@ def _taps(target, folder, entry, x, images: Path, scaling: dict, work: Path) -> 
             raise _NotRead(runner.no_taps)
         return taps
     from edgecnn.runtime.harness import load_taps
-    if not target.runs_format(entry["format"]):
-        raise _NotRead(f"{target.name} does not run {entry['format']}: {cls.not_emulated}")
+    why = target.why_not(entry["format"])
+    if why:
+        raise _NotRead(f"{target.name} does not run {entry['format']}: {why}")
     jobdir = Path(tempfile.mkdtemp(prefix="job-", dir=work))
     out = jobdir / "taps.npz"
     job = {"artifact": str(path.resolve()), "format": entry["format"], "data": str(images),

@@ -75,8 +75,9 @@ def predict(artifact, inputs, top_k: int = 1, target=None, resize: str | None = 
 def _on_target(target, model, x: np.ndarray, log) -> np.ndarray:
     """The logits from the target's harness (runtime/harness.py's predict job)."""
     from .preprocess import for_job
-    if not target.runs_format(model.format):
-        raise BadInput(f"{target.name} does not run {model.format} artifacts")
+    why = target.why_not(model.format)
+    if why:
+        raise BadInput(f"{target.name} does not run {model.format} artifacts: {why}")
     if hasattr(target, "setup"):
         target.setup(log=log)
     with tempfile.TemporaryDirectory(prefix="edgecnn-predict-") as tmp:

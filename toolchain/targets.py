@@ -63,7 +63,11 @@ class HarnessTarget:
         raise NotImplementedError
 
     def runs_format(self, fmt: str) -> bool:
-        return True
+        return self.why_not(fmt) is None
+
+    def why_not(self, fmt: str) -> str | None:
+        """Why this target cannot run the format's artifacts, or None when it can."""
+        return None
 
     def _job(self, job: dict, workdir: Path) -> dict:
         """The job as this target runs it, or a skip row (with "status") when it cannot."""
@@ -151,15 +155,25 @@ class EmulatedTarget(HarnessTarget):
             return emulation.setup_x86(self.cpu, log=log)
         return emulation.setup(log=log)
 
-    def runs_format(self, fmt):
+    def why_not(self, fmt):
         # the x86 models run this machine's own Python, which has every runtime; the ARM
-        # boards have the runtimes whose wheels emulation provisions
-        return self.arch == "x86_64" or runner_class(fmt).wheel is not None
+        # boards have the runtimes whose wheels emulation provisions, some as an opt-in
+        cls = runner_class(fmt)
+        if self.arch == "x86_64":
+            return None
+        if cls.wheel is None:
+            return cls.not_emulated
+        extra = cls.emulated_extra
+        if extra and not emulation.status()["extras"].get(extra):
+            return (f"the {cls.runtime} is not provisioned on the emulated boards: add it with "
+                    f"`edgecnn device setup emulated --with {extra}` (it states the download size first)")
+        return None
 
     def _job(self, job, workdir):
-        if not self.runs_format(job["format"]):
+        why = self.why_not(job["format"])
+        if why:
             cls = runner_class(job["format"])
-            return {"status": "skipped", "runtime": cls.runtime, "reason": cls.not_emulated,
+            return {"status": "skipped", "runtime": cls.runtime, "reason": why,
                     "hint": f"validate {cls.suffix} on a real device: --target ssh://user@host"}
         if job.get("predict"):  # every image the user named
             return job
