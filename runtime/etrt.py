@@ -75,14 +75,13 @@ class ExecuTorchRunner(Runner):
         return _C, f"executorch {version}"
 
     def _program(self):
-        """The program, and the bytes it reads from, which must outlive it."""
-        data = self.path.read_bytes()
-        return self.lib._load_program_from_buffer(
-            data, program_verification=self.lib.Verification.InternalConsistency), data
+        """The program, read from the file by ExecuTorch's own loader, which the program
+        owns (from bytes, they would have to outlive every method and tensor of it)."""
+        return self.lib._load_program(str(self.path), program_verification=self.lib.Verification.InternalConsistency)
 
     def _load_impl(self):
         self.lib._unsafe_reset_threadpool(self.threads)
-        self.program, self._data = self._program()
+        self.program = self._program()
         names = [self.program.get_method_name(i) for i in range(self.program.num_methods())]
         if "forward" not in names:
             raise ValueError(f"it has no forward method, only {sorted(names)}")
@@ -119,12 +118,12 @@ class ExecuTorchRunner(Runner):
         return y.numpy().astype(np.float32, copy=False)
 
     def minimal_loop(self, batch):
-        program, data = self.load()._program()
+        program = self.load()._program()
         method, x = program.load_method("forward"), self._prepare_impl(batch)
 
         def once():  # holds the program: a method outlived by its program reads freed memory
             return method((x,))
-        once.program = program, data
+        once.program = program
         return once
 
     def _op_counts_impl(self):

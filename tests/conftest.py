@@ -177,7 +177,7 @@ FAST_BENCH = ("--bench-runs", "50", "--bench-seconds", "0.05")  # tests check be
 @pytest.fixture(scope="session")
 def emulated_env(tmp_path_factory) -> dict:
     """The emulated aarch64 Python in a cache of its own, provisioned from nothing by the
-    CLI as a user's first run is; pip keeps its usual cache so wheels are not fetched twice."""
+    CLI as a user's first run is; pip and uv keep their usual caches so wheels are not fetched twice."""
     import shutil
     if not (shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")) or not (
             shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")):
@@ -187,7 +187,8 @@ def emulated_env(tmp_path_factory) -> dict:
 
     def build(cache):
         env = {"XDG_CACHE_HOME": str(cache),
-               "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
+               "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
+               "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv"))}
         first = edgecnn("device", "setup", "emulated", "--json", env=env, timeout=900)
         assert first.code == 0, first
         assert first.json["reused"] is False and first.json["x86"]["x86-avx2"]["reused"] is False

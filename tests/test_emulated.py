@@ -1,6 +1,8 @@
 """Raspberry Pi-class CPUs, and an x86 CPU without VNNI, under QEMU user-mode emulation:
 the same artifacts must give the same answers on their kernels as here, and a broken ARM
 kernel must be caught."""
+import os
+
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
 
 
@@ -19,12 +21,39 @@ def test_setup_is_reused_and_doctor_sees_it(emulated_env):
 
 
 def test_without_the_torch_opt_in_the_skip_says_which_command_adds_it(monkeypatch, tmp_path):
+    from edgecnn.runtime import RUNNERS, runner_class
     from edgecnn.toolchain.targets import parse_target
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing provisioned
     pi = parse_target("emulated:cortex-a72", 1)
-    for fmt in ("ptl", "pte"):
-        assert "edgecnn device setup emulated --with torch" in pi.why_not(fmt)
-    assert pi.why_not("tflite") is None and parse_target("emulated:x86-avx2", 1).why_not("pte") is None
+    opt_in = [f for f in RUNNERS if runner_class(f).emulated_extra == "torch"]
+    assert len(opt_in) == 2
+    for fmt in RUNNERS:
+        why = pi.why_not(fmt)
+        if fmt in opt_in:
+            assert "edgecnn device setup emulated --with torch" in why, fmt
+        else:
+            assert why is None, (fmt, why)
+
+
+def test_setting_up_again_keeps_the_opt_in_and_a_killed_one_is_cleared(emulated_env, tmp_path):
+    """No download: a current stamp is all the base setup reads of an extra."""
+    import json
+    import shutil
+    from pathlib import Path
+    from edgecnn.toolchain import emulation
+    root = tmp_path / "emulated"
+    shutil.copytree(Path(emulated_env["XDG_CACHE_HOME"]) / "edgecnn" / "emulated", root, symlinks=True,
+                    copy_function=os.link)
+    site = emulation.extra_site("torch", root)
+    site.mkdir()
+    (site / emulation.STAMP).write_text(json.dumps({"versions": emulation.extra_versions("torch")}))
+    assert emulation.status(root)["extras"] == {"torch": True}
+    assert str(site) in emulation.command("cortex-a72", [], root)[1]["PYTHONPATH"]
+    emulation.setup(force=True, root=root, log=lambda _: None)  # the base again, from nothing
+    assert emulation.status(root)["extras"] == {"torch": True}
+    (site / emulation.STAMP).write_text(json.dumps({"versions": {"torch": "0.1"}}))  # stale: not on the path
+    assert emulation.status(root)["extras"] == {"torch": False}
+    assert str(site) not in emulation.command("cortex-a72", [], root)[1]["PYTHONPATH"]
 
 
 def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_torch, mnist_artifacts, mnist_pte, tmp_path):
@@ -40,6 +69,7 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_torch, mnist_ar
     env = emulated_torch["env"]
     doctor = {t["target"]: t["detail"] for t in edgecnn("doctor", "--json", env=env).json["targets"]
               if t["target"].startswith("emulated:cortex")}
+    assert set(doctor) == {"emulated:cortex-a72", "emulated:cortex-a76"}
     assert all("; with torch" in d for d in doctor.values()), doctor
     r = edgecnn("validate", mnist_artifacts["torch"], mnist_pte, "--target", "emulated:cortex-a72",
                 "--target", "emulated:cortex-a76", "--json",
@@ -64,7 +94,7 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_torch, mnist_ar
 
 def test_explain_reads_the_layers_on_an_emulated_pi(emulated_env, digits_artifacts):
     """The Pi 5's kernels give the same int8 answers as this machine's, so its layers
-    compare with fp32 as closely as here; the .ptl is not run on an emulated board."""
+    compare with fp32 as closely as here; the .ptl exposes no layers anywhere."""
     r = edgecnn("explain", digits_artifacts, "--target", "local", "--target", "emulated:cortex-a76", "--no-alone",
                 "--samples", "64", "--json", env=emulated_env)
     assert r.code == 0, r
@@ -116,6 +146,7 @@ def test_mobilenet_int8_ptl_is_right_on_the_pi_s_own_qnnpack(emulated_torch, tmp
     assert edgecnn("export", run, "--formats", "ptl", "--precisions", "int8", "--out", arts).code == 0
     r = edgecnn("validate", arts, "--target", "emulated:cortex-a72", "--json", *FAST_BENCH,
                 env=emulated_torch["env"], timeout=1200)
+    assert r.code == 0, r
     row, = [x for x in r.json["results"] if x["target"] == "emulated:cortex-a72"]
     assert "qnnpack engine" in row["runtime_version"] and row["samples"] == 360, row
     assert row["host_agreement"] == 1.0 and row["host_max_abs_diff"] == 0.0, row

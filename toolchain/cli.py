@@ -567,6 +567,8 @@ def device_setup(kind, force, extras, as_json):
     """Provision the emulated aarch64 Python (Raspberry Pi 4 and 5 CPUs) in the user cache,
     and on an x86-64 machine the emulated x86 CPU without VNNI (x86-avx2)."""
     from . import emulation
+    for name in extras:  # what sets the versions is checked before anything is fetched
+        emulation.extra_versions(name)
     info = emulation.setup(force=force)
     info["extras"] = {name: emulation.setup_extra(name, force=force) for name in dict.fromkeys(extras)}
     info["x86"] = {m: emulation.setup_x86(m, force=force) for m, c in emulation.CPUS.items()

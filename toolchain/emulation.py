@@ -76,7 +76,8 @@ def _runtime_modules(extra: str | None = None) -> list[str]:
     return list(dict.fromkeys([*(["numpy"] if extra is None else []),
                                *(cls.modules()[0] for cls in _emulated_runners(extra))]))
 
-PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
+BOARD_GLIBC = 36  # bookworm's glibc 2.36: the newest manylinux_2_N wheel the board's Python runs
+PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, BOARD_GLIBC + 1)]
 
 # CPU models: the target's name -> the architecture, QEMU's -cpu, and what /proc/cpuinfo
 # says on that board
@@ -141,6 +142,11 @@ def wanted_versions() -> dict:
     return {"python": "3.11", "wheels": versions, "packages": len(PACKAGES)}
 
 
+def _ready_extras(root: Path) -> list[str]:
+    """The opt-in extras provisioned in `root` at this host's versions."""
+    return [name for name in extras() if _stamped(extra_site(name, root) / STAMP, lambda n=name: extra_versions(n))]
+
+
 def _stamped(stamp: Path, versions) -> bool:
     """Whether the stamp records these versions (False when they are unknown here)."""
     try:
@@ -154,14 +160,16 @@ def status(root: Path | None = None) -> dict:
     which opt-in extras it has."""
     root = root or cache_root()
     info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, wanted_versions)}
-    info["extras"] = {name: info["provisioned"] and _stamped(extra_site(name, root) / STAMP,
-                                                             lambda: extra_versions(name))
-                      for name in extras()}
+    ready = _ready_extras(root) if info["provisioned"] else []
+    info["extras"] = {name: name in ready for name in extras()}
     return info
 
 
 def _run(cmd, what: str, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"emulated setup: {what} did not finish in {kw['timeout']:.0f} s") from None
     if proc.returncode != 0:
         last = next((ln for ln in reversed((proc.stderr or proc.stdout).splitlines()) if ln.strip()), "")
         raise BadInput(f"emulated setup: {what} failed ({last.strip()[:300]})")
@@ -260,12 +268,13 @@ def _site(work: Path, site: Path, versions: dict, log) -> None:
 
 # An opt-in extra is named after the distribution it adds together with its dependencies:
 # torch, whose aarch64 wheel on PyPI is a CUDA build that loads NVIDIA's CUDA libraries
-# even to run on a CPU (about 2.8 GB with them, against some 180 MB for the default set).
+# even to run on a CPU (gigabytes with them, against some 180 MB for the default set).
 # The runners' own wheels in it come without theirs, which are an exporter's. uv resolves
 # it: pip evaluates dependency markers for the machine it runs on, not for --platform (it
 # then wants x86-only packages), while uv resolves for the aarch64 target and writes the
 # result as a lock (PEP 751) that gives each wheel's size before anything is fetched.
-UV_TARGET = ["--python-platform", "aarch64-manylinux_2_28", "--python-version", "3.11"]
+UV_TARGET = ["--python-platform", f"aarch64-manylinux_2_{BOARD_GLIBC}", "--python-version", "3.11",
+             "--no-config"]  # the user's uv.toml and [tool.uv] are for their projects, not the board
 
 
 def extra_site(name: str, root: Path | None = None) -> Path:
@@ -313,6 +322,11 @@ def setup_extra(name: str, force: bool = False, root: Path | None = None, log=No
         return {"root": str(site), "reused": True, "seconds": 0.0, "versions": versions}
     from uv import find_uv_bin
     t = time.perf_counter()
+    import fcntl
+    held = open(root / f".{site.name}.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX)  # one writer: what a killed one left is cleared under the lock
+    for stale in root.glob(f".{site.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{site.name}.", suffix=".partial", dir=root))
     try:
         work = tmp / "work"
@@ -333,6 +347,7 @@ def setup_extra(name: str, force: bool = False, root: Path | None = None, log=No
         os.replace(tmp / "site", site)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        held.close()
     seconds = time.perf_counter() - t
     log(f"emulated setup: --with {name} ready in {site} ({seconds:.0f} s)")
     return {"root": str(site), "reused": False, "seconds": round(seconds, 1), "versions": versions,
@@ -377,6 +392,9 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
         (tmp / STAMP).write_text(json.dumps({"versions": versions}, indent=2) + "\n")
         _smoke(tmp, log)
         old = None
+        for name in extras():  # an opt-in extra is kept: its own stamp says whether it is current
+            if extra_site(name, root).is_dir():
+                os.replace(extra_site(name, root), extra_site(name, tmp))
         if root.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
             os.replace(root, old / root.name)
@@ -400,8 +418,8 @@ def command(model: str, args: list[str], root: Path | None = None) -> tuple[list
                  *args], {"PYTHONDONTWRITEBYTECODE": "1"})
     root = root or cache_root()
     cpu_root = root / f"cpu-{model}"
-    # the default set, then each opt-in extra that is there
-    sites = [root / "site", *(extra_site(name, root) for name in extras() if (extra_site(name, root) / STAMP).is_file())]
+    # the default set, then each opt-in extra that is current
+    sites = [root / "site", *(extra_site(name, root) for name in _ready_extras(root))]
     return ([qemu() or QEMU["aarch64"][0], "-cpu", model, "-L", str(cpu_root), str(cpu_root / "usr/bin/python3.11"),
              *args],
             {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": os.pathsep.join(map(str, sites))})
@@ -410,12 +428,13 @@ def command(model: str, args: list[str], root: Path | None = None) -> tuple[list
 def _smoke(root: Path, log, extra: str | None = None, site: Path | None = None) -> None:
     """The environment imports its runtimes (or an extra's, from `site`) under each real
     board's CPU model."""
-    modules = _runtime_modules(extra)
+    # an extra's own distribution first: its runners' modules may need it loaded
+    modules = list(dict.fromkeys([*([extra] if extra else []), *_runtime_modules(extra)]))
     for model in ("cortex-a72", "cortex-a76"):
         cmd, env = command(model, ["-c", f"import {', '.join(modules)}; import platform; print(platform.machine())"],
                            root)
-        if site:
-            env["PYTHONPATH"] += os.pathsep + str(site)
+        if site:  # the new folder alone beside the default set, not an older one being replaced
+            env["PYTHONPATH"] = os.pathsep.join([str(root / "site"), str(site)])
         proc = _run(cmd, f"the emulated Python on {model}", env=dict(os.environ, **env), timeout=900)
         if proc.stdout.strip().splitlines()[-1:] != ["aarch64"]:
             raise BadInput(f"emulated setup: the Python on {model} reports {proc.stdout.strip()!r}, not aarch64")

@@ -165,7 +165,7 @@ class EmulatedTarget(HarnessTarget):
             return cls.not_emulated
         extra = cls.emulated_extra
         if extra and not emulation.status()["extras"].get(extra):
-            return (f"the {cls.runtime} is not provisioned on the emulated boards: add it with "
+            return (f"{cls.runtime} is not provisioned on the emulated boards: add it with "
                     f"`edgecnn device setup emulated --with {extra}` (it states the download size first)")
         return None
 
