@@ -59,7 +59,7 @@ def check() -> dict:
             t["detail"] = f"{spec['board']}; environment ready in {emu['root']}"
             for name, ready in emu.get("extras", {}).items():
                 t["detail"] += (f"; with {name}" if ready else
-                                f"; without the opt-in {name} (`edgecnn device setup emulated --with {name}`)")
+                                f"; without the opt-in {name} ({emulation.extra_hint(name)})")
         else:
             t["detail"] = (f"{spec['board']}; environment not set up yet: the first use sets it up "
                            f"({'seconds' if x86 else 'about a minute'}), or run `edgecnn device setup emulated`")

@@ -26,6 +26,7 @@ proc/cpuinfo with the model's flags, so the harness reports the CPU it ran on.
 """
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -65,10 +66,24 @@ def extras() -> tuple[str, ...]:
                                if cls.wheel and cls.emulated_extra))
 
 
-def wheels() -> tuple[str, ...]:
-    """The runtimes that run under emulation, at the host's versions: numpy and each
-    emulated runner's wheel, and what its taps need (explain on an emulated board)."""
-    return tuple(dict.fromkeys(["numpy", *(w for cls in _emulated_runners() for w in (cls.wheel, *cls.taps_wheels))]))
+def wheels(extra: str | None = None) -> tuple[str, ...]:
+    """The distributions an emulated board installs: numpy (or the extra's own, which
+    comes with its dependencies) and each emulated runner's wheel, and what its taps need
+    (explain on an emulated board)."""
+    return tuple(dict.fromkeys([extra or "numpy",
+                                *(w for cls in _emulated_runners(extra) for w in (cls.wheel, *cls.taps_wheels))]))
+
+
+def _host_versions(dists) -> dict:
+    """Each distribution at this host's version, which the board's must match (a local
+    label such as +cpu names a build only the host's index has: the board's is PyPI's)."""
+    versions = {}
+    for dist in dists:
+        try:
+            versions[dist] = metadata.version(dist).split("+")[0]
+        except metadata.PackageNotFoundError:
+            raise BadInput(f"{dist} is not installed on this host; it sets the version to emulate") from None
+    return versions
 
 
 def _runtime_modules(extra: str | None = None) -> list[str]:
@@ -76,6 +91,7 @@ def _runtime_modules(extra: str | None = None) -> list[str]:
     return list(dict.fromkeys([*(["numpy"] if extra is None else []),
                                *(cls.modules()[0] for cls in _emulated_runners(extra))]))
 
+BOARD_PYTHON = "3.11"  # bookworm's Python, which the board runs
 BOARD_GLIBC = 36  # bookworm's glibc 2.36: the newest manylinux_2_N wheel the board's Python runs
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, BOARD_GLIBC + 1)]
 
@@ -133,13 +149,7 @@ def host_runs(model: str) -> str | None:
 
 
 def wanted_versions() -> dict:
-    versions = {}
-    for name in wheels():
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            raise BadInput(f"{name} is not installed on this host; it sets the version to emulate") from None
-    return {"python": "3.11", "wheels": versions, "packages": len(PACKAGES)}
+    return {"python": BOARD_PYTHON, "wheels": _host_versions(wheels()), "packages": len(PACKAGES)}
 
 
 def _ready_extras(root: Path) -> list[str]:
@@ -258,7 +268,7 @@ def _site(work: Path, site: Path, versions: dict, log) -> None:
         + " (pip download) ...")
     downloads = work / "wheels"
     plat = [a for p in PLATFORMS for a in ("--platform", p)]
-    common = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", *plat]
+    common = ["--only-binary=:all:", "--python-version", BOARD_PYTHON, "--implementation", "cp", *plat]
     _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", *common,
           "-d", str(downloads), *(f"{k}=={v}" for k, v in versions.items())], "pip download")
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
@@ -273,7 +283,7 @@ def _site(work: Path, site: Path, versions: dict, log) -> None:
 # it: pip evaluates dependency markers for the machine it runs on, not for --platform (it
 # then wants x86-only packages), while uv resolves for the aarch64 target and writes the
 # result as a lock (PEP 751) that gives each wheel's size before anything is fetched.
-UV_TARGET = ["--python-platform", f"aarch64-manylinux_2_{BOARD_GLIBC}", "--python-version", "3.11",
+UV_TARGET = ["--python-platform", f"aarch64-manylinux_2_{BOARD_GLIBC}", "--python-version", BOARD_PYTHON,
              "--no-config"]  # the user's uv.toml and [tool.uv] are for their projects, not the board
 
 
@@ -282,15 +292,12 @@ def extra_site(name: str, root: Path | None = None) -> Path:
 
 
 def extra_versions(name: str) -> dict:
-    """The extra's distributions at the host's versions (a local label such as +cpu
-    names a build that only the host's index has: the aarch64 wheel is PyPI's)."""
-    versions = {}
-    for dist in dict.fromkeys([name, *(w for cls in _emulated_runners(name) for w in (cls.wheel, *cls.taps_wheels))]):
-        try:
-            versions[dist] = metadata.version(dist).split("+")[0]
-        except metadata.PackageNotFoundError:
-            raise BadInput(f"{dist} is not installed on this host; it sets the version to emulate") from None
-    return versions
+    """The extra's distributions at the host's versions."""
+    return _host_versions(wheels(name))
+
+
+def extra_hint(name: str) -> str:
+    return f"`edgecnn device setup emulated --with {name}`"
 
 
 def _lock(uv: str, work: Path, versions: dict, name: str) -> tuple[list[Path], int, int]:
@@ -322,7 +329,6 @@ def setup_extra(name: str, force: bool = False, root: Path | None = None, log=No
         return {"root": str(site), "reused": True, "seconds": 0.0, "versions": versions}
     from uv import find_uv_bin
     t = time.perf_counter()
-    import fcntl
     held = open(root / f".{site.name}.lock", "w")
     fcntl.flock(held, fcntl.LOCK_EX)  # one writer: what a killed one left is cleared under the lock
     for stale in root.glob(f".{site.name}.*.partial"):

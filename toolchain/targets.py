@@ -166,7 +166,7 @@ class EmulatedTarget(HarnessTarget):
         extra = cls.emulated_extra
         if extra and not emulation.status()["extras"].get(extra):
             return (f"{cls.runtime} is not provisioned on the emulated boards: add it with "
-                    f"`edgecnn device setup emulated --with {extra}` (it states the download size first)")
+                    f"{emulation.extra_hint(extra)} (it states the download size first)")
         return None
 
     def _job(self, job, workdir):
