@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 
 from . import RUNNERS, runner_class, runner_for
@@ -20,6 +21,12 @@ from .quiet import quiet
 from .runner import ArtifactError, RuntimeMissing
 
 LOAD_TIMEOUT_S = 120.0
+# A damaged file can make a loader allocate without end (a bit-flipped .ptl that asks
+# the lite interpreter for 24 GB was seen), so the child may grow its address space by
+# this much, or by this many times the file's size if that is more; then the runtime's
+# allocation fails, and the file is reported as one it cannot load.
+LOAD_MEMORY_BYTES = 2 << 30
+LOAD_MEMORY_PER_FILE_BYTE = 20
 _context = multiprocessing.get_context("forkserver")
 _started = False
 
@@ -93,6 +100,7 @@ def _child(fmt: str, path: str, send) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
+    _limit_memory(os.path.getsize(path))
     runner = runner_for(fmt, path)
     try:
         runner.load()
@@ -109,3 +117,11 @@ def _child(fmt: str, path: str, send) -> None:
                            f"({type(e).__name__}: {' '.join(str(e).split())[:300]})")
     send.send(answer)
     send.close()
+
+
+def _limit_memory(file_bytes: int) -> None:
+    """Cap this child's address space at what it has now plus the load budget."""
+    with open("/proc/self/statm") as f:  # first field: the address space, in pages
+        now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    budget = max(LOAD_MEMORY_BYTES, LOAD_MEMORY_PER_FILE_BYTE * file_bytes)
+    resource.setrlimit(resource.RLIMIT_AS, (now + budget, resource.RLIM_INFINITY))

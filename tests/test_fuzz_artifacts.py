@@ -40,12 +40,17 @@ def test_fuzz_artifact(request, tmp_path, name):
     assert_covered(cases)
 
 
+FAULTS = ("SIGSEGV", "SIGABRT", "SIGBUS")
+
+
 @pytest.fixture(scope="module")
 def crashing_ptl(digits_artifacts, tmp_path_factory):
     """A damaged .ptl that crashes the lite interpreter's loader: bit flips, seeded,
     until one does (a few in a thousand do). Whether a given file crashes depends on the
     process's memory layout, which address-space randomisation changes from run to run:
-    the same file can be a std::bad_alloc in the next process."""
+    the same file can be a std::bad_alloc in the next process. Only a fault counts: a
+    file that makes the loader allocate without end is cut short by the child's memory
+    cap and reported as one it cannot load."""
     import random
     seed = (digits_artifacts / "model.int8.ptl").read_bytes()
     path = tmp_path_factory.mktemp("crash") / "model.int8.ptl"
@@ -57,14 +62,14 @@ def crashing_ptl(digits_artifacts, tmp_path_factory):
             b[j] ^= 1 << rng.randrange(8)
         path.write_bytes(bytes(b))
         result = outcome(inspect.describe, path)
-        if isinstance(result, BadInput) and "crashed" in str(result):
+        if isinstance(result, BadInput) and any(f"crashed ({s})" in str(result) for s in FAULTS):
             return path, str(result)
     pytest.skip("no bit flip in 3000 crashed the lite interpreter on this build")
 
 
 def test_a_runtime_crash_in_inspect_is_reported_not_fatal(crashing_ptl):
     path, message = crashing_ptl  # this process survived the crash to get here
-    assert any(s in message for s in ("SIGSEGV", "SIGABRT", "SIGBUS")), message
+    assert any(s in message for s in FAULTS), message
     assert "not a valid ptl artifact" in message
     r = edgecnn("inspect", path)  # as a user runs it: it crashes again, or fails to load
     assert_bad_input(r, "model.int8.ptl")
@@ -92,3 +97,25 @@ def test_a_runtime_crash_in_validate_is_an_error_row(crashing_ptl, digits_artifa
     assert rows["model.int8.ptl"]["status"] == "error"
     reason = rows["model.int8.ptl"]["reason"]  # "the harness crashed (SIGSEGV) on local", or the load error
     assert reason and reason in r.err.splitlines()[-1], r
+
+
+def _allocate_after_the_cap(size: int, send) -> None:
+    sandbox._limit_memory(0)
+    try:
+        bytearray(size)
+        send.send("allocated")
+    except MemoryError:
+        send.send("refused")
+
+
+def test_a_loader_that_allocates_without_end_is_refused_its_memory():
+    """The child that opens a user's file may grow by the load budget and no more, so a
+    damaged file that asks for gigabytes fails there instead of taking the machine."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    for size, expected in ((sandbox.LOAD_MEMORY_BYTES // 4, "allocated"), (2 * sandbox.LOAD_MEMORY_BYTES, "refused")):
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_allocate_after_the_cap, args=(size, send))
+        child.start()
+        assert receive.recv() == expected, size
+        child.join()

@@ -68,6 +68,7 @@ def test_device_timeout(digits_artifacts):
     assert r.code == 2, r
     assert "ran past 0.2 s on local (--device-timeout)" in r.err
     assert_bad_input(edgecnn("validate", digits_artifacts, "--device-timeout", "0"), "--device-timeout")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--emulated-samples", "0"), "--emulated-samples")
 
 
 def test_int8_speed_is_a_ratio_to_fp32_with_a_warning_when_slower(digits_artifacts, tmp_path):

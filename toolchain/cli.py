@@ -371,6 +371,9 @@ def _validation_options(f):
                      help="Least number of timed batch-1 runs per artifact."),
         click.option("--bench-seconds", type=float, default=1.0, show_default=True,
                      help="Least number of seconds of timed runs per artifact."),
+        click.option("--emulated-samples", type=int, default=None, metavar="N",
+                     help="Test images per artifact on emulated targets, which run about 125x slower than "
+                          "this machine [default: 1000]."),
         click.option("--junit", type=click.Path(), default=None,
                      help="Write JUnit XML here: one test case per artifact and gate."),
         click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document."),
@@ -381,15 +384,20 @@ def _validation_options(f):
 
 
 def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python, ssh_config, accept_new,
-                      device_timeout,
+                      device_timeout, emulated_samples=None,
                       **gate_flags):
     from . import gates as gating
     if bench_runs < 1 or bench_seconds < 0:
         raise BadInput("--bench-runs must be 1 or more and --bench-seconds 0 or more")
+    if emulated_samples is not None and emulated_samples < 1:
+        raise BadInput(f"--emulated-samples must be 1 or more, not {emulated_samples}")
     from_file, source = gating.load_config(Path(config) if config else None)
     if source:
         click.echo(f"edgecnn: gates from {source}", err=True)
     parsed = _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout)
+    for target in parsed:
+        if target.emulated and emulated_samples is not None:
+            target.samples = emulated_samples
     return (parsed, gating.merge(from_file, gate_flags),
             {"min_runs": bench_runs, "min_seconds": bench_seconds})
 
