@@ -12,7 +12,11 @@ runtime that crashes takes down only its own row. The job is JSON:
      "taps_out": PATH (optional: instead of timing and scoring, every intermediate
                        tensor the runtime exposes for "images", saved by save_taps),
      "predict": true (optional: instead of timing and scoring, only the logits of
-                      "images", to "logits_out")}
+                      "images", to "logits_out"),
+     "count": N (optional: after timing and scoring, N more single inferences of
+                 "sample", each between region marks that an instruction-counting
+                 emulator reads; see mark_region),
+     "count_only": true (optional: with "count", nothing else: not timed, not scored)}
 
 and the result, written to "out" (stdout when absent), is one JSON object whose
 "status" is "ok", "skipped" (the runtime is not installed: reason and hint) or "error"
@@ -80,9 +84,15 @@ def run_job(job: dict) -> dict:
                 images = data["images"]
                 check_input(runner, images.shape[1:])
                 save_atomic(job["logits_out"], infer_all(runner, images, job["scaling"]))
+                if job.get("count"):  # the first image, counted as a validate row's sample is
+                    count_regions(runner, scale(images[:1], job["scaling"]), int(job["count"]))
+                    result["regions"] = int(job["count"])
                 return dict(result, status="ok", runtime_version=runner.version)
             sample = scale(data["sample"], job["scaling"])
             check_input(runner, sample.shape[1:])
+            if job.get("count_only"):
+                count_regions(runner, sample, int(job["count"]))
+                return dict(result, status="ok", runtime_version=runner.version, regions=int(job["count"]))
             b = job.get("bench", {})
             before = devicestate.read()
             result.update(bench(runner, sample, **b))
@@ -94,6 +104,9 @@ def run_job(job: dict) -> dict:
             logits = result.pop("logits")
             if job.get("logits_out"):
                 save_atomic(job["logits_out"], logits)
+            if job.get("count"):  # last, so that nothing else runs in a counted region
+                count_regions(runner, sample, int(job["count"]))
+                result["regions"] = int(job["count"])
     except RuntimeMissing as e:
         return dict(result, status="skipped", reason=f"{e.runtime} is not installed", hint=e.hint)
     except ArtifactError as e:
@@ -103,6 +116,37 @@ def run_job(job: dict) -> dict:
                     reason=f"{runner.path.name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}")
     result["runtime_version"] = runner.version
     return dict(result, status="ok")
+
+
+MARK_FD = -4242  # toolchain/qemu_count.c reads this descriptor's lseek calls
+
+
+def mark_region(start: bool) -> None:
+    """Start or end a counted region: an lseek on a descriptor that cannot exist, which
+    fails at once (EBADF) everywhere and is seen by the counting emulator's plugin."""
+    try:
+        os.lseek(MARK_FD, 1 if start else 2, 0)
+    except OSError:
+        pass
+
+
+def count_regions(runner, sample, regions: int, warmup: int = 3) -> None:
+    """Single inferences as the benchmark times them (the runtime's run on a prepared
+    input), each in a region of its own, after a warm-up that allocates and caches."""
+    import gc
+    runner.load()
+    native = runner.prepare(sample)
+    for _ in range(warmup):
+        runner.run(native)
+    gc.collect()
+    gc.disable()  # a collection that falls inside one region and not another is not the model's
+    try:
+        for _ in range(regions):
+            mark_region(True)
+            runner.run(native)
+            mark_region(False)
+    finally:
+        gc.enable()
 
 
 def umask() -> int:

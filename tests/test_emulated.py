@@ -89,6 +89,20 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_torch, mnist_ar
             assert x["host_max_abs_diff"] <= 1e-4, x
         # emulated time is kept under its own name, never beside real latencies
         assert "latency_ms" not in x and x["emulated_latency_ms"]["p50"] > 0
+        # the instructions of one warmed inference, counted three times, repeat within 0.5 %
+        count = x["pi_count"]
+        low, mid, high = sorted(count["regions"])
+        assert min(mid - low, high - mid) <= 0.005 * mid and count["cycles"] > 0, count  # the median repeats
+        if (x["format"], x["precision"]) != ("ptl", "int8"):  # qnnpack: one inference in ~4 is 7 % shorter
+            assert count["spread"] <= 0.005, count
+        est = x["pi_estimate"]
+        assert est["calibrated"] and est["core"] == x["target"].split(":")[1], est
+        for board in est["boards"].values():
+            for at in board["clocks"].values():  # never below the core's peak, never without its band
+                assert at["ms"] >= at["lower_bound_ms"] > 0 and at["band_ms"][0] < at["ms"] < at["band_ms"][1], at
+    # the seed CNN's fp32 LiteRT kernels on the A72 are 4-lane FMLAs: one per 4 MACs
+    tflite = next(x for x in ran if x["file"] == "model.fp32.tflite" and x["target"] == "emulated:cortex-a72")
+    assert abs(tflite["pi_count"]["mix"]["fmla.4s"] / (tflite["macs"] / 4) - 1) <= 0.02, tflite["pi_count"]
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "emulated:cortex-a76" in page and "under QEMU user-mode emulation" in page
 
@@ -145,9 +159,32 @@ def test_mobilenet_int8_ptl_is_right_on_the_pi_s_own_qnnpack(emulated_torch, tmp
     run, arts = tmp_path / "run", tmp_path / "arts"
     assert edgecnn("train", "--model", "mobilenet", "--epochs", "2", "--out", run).code == 0
     assert edgecnn("export", run, "--formats", "ptl", "--precisions", "int8", "--out", arts).code == 0
-    r = edgecnn("validate", arts, "--target", "emulated:cortex-a72", "--json", *FAST_BENCH,
+    r = edgecnn("validate", arts, "--target", "emulated:cortex-a72", "--json", *FAST_BENCH, "--no-pi-estimates",
                 env=emulated_torch["env"], timeout=1200)
     assert r.code == 0, r
     row, = [x for x in r.json["results"] if x["target"] == "emulated:cortex-a72"]
     assert "qnnpack engine" in row["runtime_version"] and row["samples"] == 360, row
     assert row["host_agreement"] == 1.0 and row["host_max_abs_diff"] == 0.0, row
+
+
+def test_without_the_counting_tools_the_pi_rows_say_which_apt_command_adds_them(emulated_env, digits_artifacts,
+                                                                                 tmp_path):
+    """A machine with the static QEMU alone: the Pi rows run and pass, without an estimate
+    and with the reason and the apt command; doctor says the same."""
+    import shutil
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "qemu-aarch64-static").symlink_to(shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64"))
+    env = dict(emulated_env, PATH=str(tools))
+    args = ("validate", digits_artifacts, "--formats", "tflite", "--precisions", "int8", "--target",
+            "emulated:cortex-a72", "--emulated-samples", "50", *FAST_BENCH)
+    r = edgecnn(*args, "--json", env=env)
+    assert r.code == 0, r
+    row = next(x for x in r.json["results"] if x["target"] == "emulated:cortex-a72")
+    assert row["status"] == "pass" and "pi_estimate" not in row, row
+    assert row["pi_estimate_skipped"].endswith("apt-get install qemu-user gcc llvm"), row["pi_estimate_skipped"]
+    text = edgecnn(*args, env=env)
+    assert "Traceback" not in text.err and "estimates: none: Pi latency estimates need" in text.out, text
+    doctor = {t["target"]: t for t in edgecnn("doctor", "--json", env=env).json["targets"]}
+    assert doctor["emulated:cortex-a76"]["pi_estimates"] is False
+    assert "apt-get install qemu-user gcc llvm" in doctor["emulated:cortex-a76"]["detail"]

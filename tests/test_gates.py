@@ -129,3 +129,19 @@ def test_a_bad_baseline_is_one_line(digits_artifacts, tmp_path):
     assert_bad_input(edgecnn("validate", digits_artifacts, "--baseline", tmp_path / "x.json"), "not an edgecnn results")
     assert_bad_input(edgecnn("validate", digits_artifacts, "--baseline", tmp_path / "none.json"), "no such file")
     assert_bad_input(edgecnn("validate", digits_artifacts, "--latency-tolerance", "5"), "add --baseline")
+
+
+def test_estimate_gates_hold_their_board_s_rows_and_need_its_target(digits_artifacts):
+    from edgecnn.toolchain import gates
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--max-est-latency-ms", "pi4=2"),
+                     "needs --target emulated:cortex-a72")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--max-est-latency-ms", "pi9=2"), "BOARD=MS", "pi4, pi5")
+    assert_bad_input(edgecnn("validate", digits_artifacts, "--max-est-latency-ms", "pi4=fast"), "not a number")
+    est = {"boards": {"pi4": {"clocks": {"1.5": {"ms": 2.5}, "1.8": {"ms": 2.1}}}}}
+    row = {"target": "emulated:cortex-a72", "pi_estimate": est}
+    [g] = gates.check(row, {"max_est_pi4_ms": 2.0})  # at the stock clock, 1.5 GHz
+    assert not g["passed"] and g["value"] == 2.5 and "estimated Pi 4 latency at 1.5 GHz" in g["message"], g
+    assert gates.check(row, {"max_est_pi4_ms": 3.0})[0]["passed"]
+    assert gates.check(dict(row, target="local"), {"max_est_pi4_ms": 2.0}) == []  # not this row's board
+    [missing] = gates.check({"target": "emulated:cortex-a72"}, {"max_est_pi4_ms": 2.0})
+    assert not missing["passed"] and "was not measured" in missing["message"]

@@ -118,6 +118,11 @@ def test_predict_on_an_emulated_pi(emulated_env, digits_artifacts, digit_pngs):
     assert r.code == 0, r
     assert r.json["target"] == "emulated:cortex-a76"
     assert json.dumps(r.json["predictions"]) == json.dumps(here["predictions"])  # int8: the same integers
+    # and the Pi 5's latency for one of these images, estimated from its counted instructions
+    at = r.json["pi_estimate"]["boards"]["pi5"]["clocks"]["2.4"]
+    assert at["ms"] >= at["lower_bound_ms"] > 0 and at["band_ms"][0] < at["ms"] < at["band_ms"][1], at
+    text = edgecnn("predict", art, folder, "--target", "emulated:cortex-a76", env=emulated_env)
+    assert "est. Pi 5 ms at 2.4 GHz: " in text.out and "lower bound" in text.out, text
 
 
 def test_predict_imports_only_its_runtime(digits_artifacts, digit_pngs):

@@ -362,6 +362,9 @@ def _validation_options(f):
                      help="Gate: least top-1 agreement with the fp32 reference, in %."),
         click.option("--max-latency-ms", type=float, default=None, help="Gate: largest p90 batch-1 latency."),
         click.option("--max-size-kb", type=float, default=None, help="Gate: largest file size in KiB."),
+        click.option("--max-est-latency-ms", multiple=True, metavar="BOARD=MS",
+                     help="Gate: largest estimated latency on a real board (pi4 at 1.5 GHz, from --target "
+                          "emulated:cortex-a72 rows; pi5 at 2.4 GHz, from emulated:cortex-a76). Repeatable."),
         click.option("--drop-significance", type=float, default=None, metavar="ALPHA",
                      help="Gate: fail an artifact that McNemar's exact one-sided test finds less accurate than its "
                           "fp32 reference at this level, e.g. 0.05."),
@@ -374,6 +377,9 @@ def _validation_options(f):
         click.option("--emulated-samples", type=int, default=None, metavar="N",
                      help="Test images per artifact on emulated targets, which run about 125x slower than "
                           "this machine [default: 1000]."),
+        click.option("--pi-estimates/--no-pi-estimates", default=True, show_default=True,
+                     help="On emulated:cortex-a72 and -a76, count the instructions of a single inference "
+                          "and estimate its latency on a real Pi 4 and Pi 5, with the calibration's error band."),
         click.option("--junit", type=click.Path(), default=None,
                      help="Write JUnit XML here: one test case per artifact and gate."),
         click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document."),
@@ -384,9 +390,10 @@ def _validation_options(f):
 
 
 def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remote_python, ssh_config, accept_new,
-                      device_timeout, emulated_samples=None,
+                      device_timeout, emulated_samples=None, pi_estimates=True, max_est_latency_ms=(),
                       **gate_flags):
     from . import gates as gating
+    gate_flags.update(gating.estimate_flags(max_est_latency_ms))
     if bench_runs < 1 or bench_seconds < 0:
         raise BadInput("--bench-runs must be 1 or more and --bench-seconds 0 or more")
     if emulated_samples is not None and emulated_samples < 1:
@@ -395,9 +402,15 @@ def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remot
     if source:
         click.echo(f"edgecnn: gates from {source}", err=True)
     parsed = _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout)
+    for gate, core in gating.ESTIMATE_GATES.items():
+        if gate in gate_flags and f"emulated:{core}" not in [t.name for t in parsed]:
+            raise BadInput(f"--max-est-latency-ms {gate.split('_')[2]}=... needs --target emulated:{core}, "
+                           f"whose rows carry that board's estimates")
     for target in parsed:
         if target.emulated and emulated_samples is not None:
             target.samples = emulated_samples
+        if target.emulated:
+            target.estimates = pi_estimates
     return (parsed, gating.merge(from_file, gate_flags),
             {"min_runs": bench_runs, "min_seconds": bench_seconds})
 
@@ -415,6 +428,8 @@ def _finish_validation(doc, junit, as_json, report_files=None) -> int:
     else:
         click.echo(report.table(doc))
         click.echo(f"scored: {report.scored_line(doc)}")
+        if report.estimates_line(doc):
+            click.echo(f"estimates: {report.estimates_line(doc)}")
         if doc.get("baseline"):
             from .baseline import rows as baseline_rows
             from .columns import columns
@@ -590,6 +605,9 @@ def device_setup(kind, force, extras, as_json):
                    f"{how(info)}, in {info['root']}")
         for name, x in info["extras"].items():
             click.echo(f"  with {', '.join(f'{k} {v}' for k, v in x['versions'].items())}: {how(x)}, in {x['root']}")
+        counting = info["counting"]
+        click.echo(f"  Pi latency estimates: ready (instruction-counting plugin {counting['plugin']})"
+                   if counting["ready"] else f"  no Pi latency estimates: {counting['reason']}")
         for model, x in info["x86"].items():
             click.echo(f"emulated {model} ({emulation.CPUS[model]['board']}), this machine's Python: "
                        f"{how(x)}, in {x['root']}")

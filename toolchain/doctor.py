@@ -8,7 +8,7 @@ from importlib import metadata
 from edgecnn.converters import FORMATS, converter
 from edgecnn.runtime import RUNNERS, RuntimeMissing, cpu as cpus, runner_class
 
-from . import emulation
+from . import emulation, pi_latency
 
 
 def _dist_version(name: str) -> str | None:
@@ -60,6 +60,10 @@ def check() -> dict:
             for name, ready in emu.get("extras", {}).items():
                 t["detail"] += (f"; with {name}" if ready else
                                 f"; without the opt-in {name} ({emulation.extra_hint(name)})")
+            if cpu in pi_latency.CORES:
+                t["pi_estimates"] = emu.get("counting") is None
+                t["detail"] += ("; Pi latency estimates: ready" if t["pi_estimates"] else
+                                f"; no Pi latency estimates: {emu['counting']}")
         else:
             t["detail"] = (f"{spec['board']}; environment not set up yet: the first use sets it up "
                            f"({'seconds' if x86 else 'about a minute'}), or run `edgecnn device setup emulated`")

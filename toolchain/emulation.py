@@ -42,6 +42,7 @@ from pathlib import Path
 
 from edgecnn.runtime import RUNNERS, runner_class
 
+from . import counting
 from .errors import BadInput
 
 # The Python 3.11 runtime closure on bookworm arm64 (measured: 36 packages, about 64 MB).
@@ -172,6 +173,8 @@ def status(root: Path | None = None) -> dict:
     info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, wanted_versions)}
     ready = _ready_extras(root) if info["provisioned"] else []
     info["extras"] = {name: name in ready for name in extras()}
+    info["counting"] = counting.why_not() or (None if counting.plugin_ready(root) else
+                                              "the counting plugin is not built: edgecnn device setup emulated")
     return info
 
 
@@ -379,7 +382,8 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
         raise BadInput(f"QEMU user-mode emulation is not installed; {QEMU_HINT}")
     versions = wanted_versions()
     if not force and status(root)["provisioned"]:
-        return {"root": str(root), "reused": True, "seconds": 0.0, "versions": versions}
+        return {"root": str(root), "reused": True, "seconds": 0.0, "versions": versions,
+                "counting": _counting(root, log)}
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise BadInput("emulated setup needs apt-get and dpkg-deb (Debian or Ubuntu)")
     t = time.perf_counter()
@@ -409,9 +413,21 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    plugin = _counting(root, log)
     seconds = time.perf_counter() - t
     log(f"emulated setup: ready in {root} ({seconds:.0f} s)")
-    return {"root": str(root), "reused": False, "seconds": round(seconds, 1), "versions": versions}
+    return {"root": str(root), "reused": False, "seconds": round(seconds, 1), "versions": versions,
+            "counting": plugin}
+
+
+def _counting(root: Path, log) -> dict:
+    """The instruction-counting plugin of the Pi latency estimates, built into `root`
+    when this machine has what it takes; else why not."""
+    t = time.perf_counter()
+    path = counting.build_plugin(root, log)
+    if path is None:
+        return {"ready": False, "reason": counting.why_not()}
+    return {"ready": True, "plugin": str(path), "seconds": round(time.perf_counter() - t, 2)}
 
 
 def command(model: str, args: list[str], root: Path | None = None) -> tuple[list[str], dict]:

@@ -9,6 +9,7 @@ They come from flags or from an `edgecnn.toml`:
     max_latency_ms = 5.0      # p90 batch-1 latency
     max_size_kb = 512         # file size, KiB
     drop_significance = 0.05  # fail when McNemar's exact test finds the artifact worse at this level
+    max_est_pi4_ms = 2.0      # estimated Pi 4 latency (on --target emulated:cortex-a72); also pi5
 
     [gates.int8]              # a precision's own limits,
     max_accuracy_drop = 1.0
@@ -30,7 +31,7 @@ import tomllib
 from pathlib import Path
 
 from .. import converters
-from . import crosscheck
+from . import crosscheck, pi_latency
 from .errors import BadInput, brief
 
 CONFIG_NAME = "edgecnn.toml"
@@ -51,6 +52,36 @@ GATES = {
     "drop_significance": ("p of an accuracy drop vs fp32 (McNemar exact, one-sided)", "",
                           lambda r: r.get("drop_p_value"), operator.ge),
 }
+
+
+def _estimated(board: str):
+    def value(r):
+        clocks = ((r.get("pi_estimate") or {}).get("boards", {}).get(board) or {}).get("clocks") or {}
+        return next(iter(clocks.values()), {}).get("ms")  # the board's first clock: its stock one
+    return value
+
+
+# Estimated Pi latencies (toolchain/pi_latency.py), one gate per board, held by the rows
+# of the emulated core that is in it: max_est_pi4_ms, max_est_pi5_ms
+ESTIMATE_GATES = {f"max_est_{board}_ms": core for board, (core, _, _) in pi_latency.BOARDS.items()}
+GATES.update({f"max_est_{board}_ms": (f"estimated {label} latency at {clocks[0]:g} GHz", "ms", _estimated(board),
+                                      operator.le)
+              for board, (_, label, clocks) in pi_latency.BOARDS.items()})
+
+
+def estimate_flags(given) -> dict:
+    """--max-est-latency-ms BOARD=MS (repeatable) as gates: {"max_est_pi4_ms": 2.0}."""
+    out = {}
+    for text in given:
+        board, sep, ms = text.partition("=")
+        if not sep or board not in pi_latency.BOARDS:
+            raise BadInput(f"--max-est-latency-ms takes BOARD=MS with a board of {', '.join(pi_latency.BOARDS)}, "
+                           f"not {text!r}")
+        try:
+            out[f"max_est_{board}_ms"] = float(ms)
+        except ValueError:
+            raise BadInput(f"--max-est-latency-ms {text}: {ms!r} is not a number of milliseconds") from None
+    return out
 
 
 def _sign(passes) -> str:
@@ -191,6 +222,8 @@ def check(result: dict, gates: dict, known: dict = GATES) -> list[dict]:
     for name, limit in gates.items():
         if name == "max_latency_ms" and result.get("emulated"):
             continue
+        if name in ESTIMATE_GATES and result.get("target") != f"emulated:{ESTIMATE_GATES[name]}":
+            continue  # an estimate gate holds the rows of its board's emulated core alone
         what, unit, measure, passes = known[name]
         value = measure(result)
         entry = {"gate": name, "limit": limit, "unit": unit, "value": value}

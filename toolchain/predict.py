@@ -6,6 +6,7 @@ process, importing only its runtime, or on a target through the harness.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -58,8 +59,12 @@ def predict(artifact, inputs, top_k: int = 1, target=None, resize: str | None = 
     x = images.to_array([(f, images.open_image(f)) for f in files], channels=c, size=(h, w),
                         resize=images.parse_size(resize))
     where = "local" if target is None else target.name
+    counted = {}
     try:
-        logits = model.logits(x) if target is None or where == "local" else _on_target(target, model, x, log)
+        if target is None or where == "local":
+            logits = model.logits(x)
+        else:
+            logits, counted = _on_target(target, model, x, log)
         probs = model.as_probabilities(logits)
         top = model.top(probs, min(top_k, probs.shape[1]))
     except RuntimeMissing as e:
@@ -69,7 +74,21 @@ def predict(artifact, inputs, top_k: int = 1, target=None, resize: str | None = 
     return {"artifact": str(artifact), "format": model.format, "target": where,
             "classes_from": "the manifest" if model.made_by_edgecnn else ("--classes" if classes else "output indices"),
             "predictions": [{"image": str(f), "top": [{"class": k, "probability": round(p, 6)} for k, p in t]}
-                            for f, t in zip(files, top)]}
+                            for f, t in zip(files, top)],
+            **_estimate(target, artifact, counted)}
+
+
+def _estimate(target, artifact: Path, result: dict) -> dict:
+    """The Pi latency estimate of the first image's inference, when the target counted it."""
+    if result.get("pi_count", {}).get("cycles"):
+        from . import pi_latency
+        entry = inspect.manifest_entry(artifact) or {}
+        manifest = artifact.with_name("manifest.json")
+        macs = json.loads(manifest.read_text())["model"].get("macs") if entry else None
+        # without a manifest the precision is unknown: the int8 peak, the higher, keeps the bound a bound
+        return {"pi_estimate": pi_latency.estimate(target.cpu, result["pi_count"]["cycles"], macs,
+                                                   artifact.stat().st_size, entry.get("precision", "int8"))}
+    return {k: result[k] for k in ("pi_count", "pi_estimate_skipped") if k in result}
 
 
 def _on_target(target, model, x: np.ndarray, log) -> np.ndarray:
@@ -97,11 +116,20 @@ def _on_target(target, model, x: np.ndarray, log) -> np.ndarray:
             raise BadInput(reason + (f" ({result['hint']})" if result.get("hint") else ""))
         if not out.is_file():
             raise BadInput(f"{target.name}: the answers did not come back")
-        return np.load(out)
+        return np.load(out), result
 
 
 def render(doc: dict) -> str:
+    from . import pi_latency
     lines = []
     for p in doc["predictions"]:
         lines.append(f"{p['image']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in p["top"]))
+    shown = pi_latency.headline(doc.get("pi_estimate"))
+    if shown:
+        name, at = shown
+        bound = f"; lower bound {at['lower_bound_ms']:.3g} ms" if at["lower_bound_ms"] is not None else ""
+        lines.append(f"{pi_latency.column(name)} at {at['ghz']:g} GHz: {pi_latency.cell(at)}, one image at batch 1, "
+                     f"band ±{at['band']:.0%}{bound}")
+    elif doc.get("pi_estimate_skipped"):
+        lines.append(f"no Pi latency estimate: {doc['pi_estimate_skipped']}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from edgecnn.runtime import RUNNERS, Runner, runner_class
 
 from edgecnn.runtime.bench import ROUNDS
 
-from . import baseline, crosscheck, explain, outdir
+from . import baseline, crosscheck, explain, outdir, pi_latency
 from .columns import columns
 
 # what the main table's columns mean, under it in every rendering
@@ -55,10 +55,14 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
     agreement with the local run; emulated rows show no latency (it is not a device's).
     Accuracy and agreement carry their Wilson 95 % intervals."""
     multi = any(r["target"] != "local" for r in doc["results"])
+    shown = {r["target"]: pi_latency.headline(r.get("pi_estimate")) for r in doc["results"]}
+    boards = list(dict.fromkeys(h[0] for h in shown.values() if h))
     header = ("model", *(("target",) if multi else ()), "format", "precision", "size", "accuracy", "Δ acc",
-              "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms", "vs fp32", "status")
+              "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms",
+              *(pi_latency.column(b) for b in boards), "vs fp32", "status")
     out = [header]
     for r in doc["results"]:
+        est = pi_latency.headline(r.get("pi_estimate"))
         ran = r.get("accuracy") is not None
         drop = r.get("accuracy_drop")
         lat = r.get("latency_ms")
@@ -73,6 +77,7 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
             *(("-" if host is None else f"{host:.2%}",) if multi else ()),
             f"{lat['p50']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
             f"{lat['p90']:.3f}" if lat else ("emulated" if r.get("emulated") and ran else "-"),
+            *(pi_latency.cell(est[1]) if est and est[0] == b else "-" for b in boards),
             f"{r['latency_vs_fp32']:.2f}x" + (" !" if r["latency_vs_fp32"] > 1 else "") if r.get("latency_vs_fp32")
             else "-",
             _status(r)))
@@ -94,6 +99,29 @@ def _target_line(doc: dict) -> str:
         lines.append(f"{t['name']} ({kind} {t.get('machine', '?')}, {t.get('cpu', '?')}, "
                      f"{t.get('threads', 1)} thread(s){extra})")
     return "; ".join(lines)
+
+
+def estimates_line(doc: dict) -> str | None:
+    """What the estimate columns mean, once per board shown; None when there are none."""
+    seen = {}
+    for r in doc["results"]:
+        est = r.get("pi_estimate")
+        h = pi_latency.headline(est)
+        if h and h[0] not in seen:
+            clocks = list(est["boards"][h[0]]["clocks"])
+            seen[h[0]] = (f"{pi_latency.column(h[0])} at {clocks[0]} GHz"
+                          + (f" ({', '.join(clocks[1:])} GHz in the JSON)" if clocks[1:] else "")
+                          + f", from counted instructions ({est['model']}), band ±{h[1]['band']:.0%} "
+                            + (f"(the calibration's largest leave-one-out error, {est['band_from']}'s: one "
+                               f"published entry for this core has none)" if est.get("band_from")
+                               else "(the calibration's largest leave-one-out error)"))
+    skipped = next((r["pi_estimate_skipped"] for r in doc["results"] if r.get("pi_estimate_skipped")), None)
+    if skipped:
+        seen["-"] = f"none: {skipped}"
+    uncalibrated = any(r.get("pi_estimate") and not r["pi_estimate"]["calibrated"] for r in doc["results"])
+    if uncalibrated:
+        seen["?"] = "instructions were counted, but no calibration is installed (benchmarks/pi_calibration.py)"
+    return "; ".join(seen.values()) or None
 
 
 def differences(doc: dict) -> list[str]:
@@ -276,6 +304,30 @@ def accuracy_latency_svg(doc: dict) -> str | None:
     return _svg(fig)
 
 
+def pi_estimates_svg(doc: dict) -> str | None:
+    """Each estimated Pi latency with its band, and the lower bound of the core's peak."""
+    shown = [(r, pi_latency.headline(r.get("pi_estimate"))) for r in doc["results"]]
+    shown = [(r, h) for r, h in shown if h]
+    if not shown:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(shown) + 1.2))
+    for i, (r, (board, at)) in enumerate(shown):
+        lo, hi = at["band_ms"]
+        ax.errorbar(at["ms"], i, xerr=[[at["ms"] - lo], [hi - at["ms"]]], fmt=_runner(r["format"]).marker,
+                    color=PRECISION_COLOURS.get(r["precision"], "grey"), capsize=3, markersize=7)
+        if at["lower_bound_ms"] is not None:
+            ax.plot(at["lower_bound_ms"], i, marker="|", color="black", markersize=12)
+    ax.set_yticks(range(len(shown)), [f"{_name(r)} on {pi_latency.BOARDS[h[0]][1]} at {h[1]['ghz']:g} GHz"
+                                      for r, h in shown])
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(h[1]["band_ms"][1] for _, h in shown) * 1.1)
+    ax.set_xlabel("estimated latency, batch 1, 1 thread (ms); bar: calibration band; |: peak-rate lower bound")
+    ax.set_title("Estimated Raspberry Pi latency, from counted instructions")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _svg(fig)
+
+
 def size_svg(doc: dict) -> str | None:
     sized = [r for r in doc["results"] if r.get("size_bytes")]
     if not sized:
@@ -330,7 +382,7 @@ def _html_table(rs: list[tuple], status_col: int | None = None) -> str:
 
 def html_page(doc: dict) -> str:
     verdict = "PASS" if doc["passed"] else "FAIL"
-    charts = [s for s in (accuracy_latency_svg(doc), size_svg(doc)) if s]
+    charts = [s for s in (accuracy_latency_svg(doc), pi_estimates_svg(doc), size_svg(doc)) if s]
     main = rows(doc)
     failed = [(r, g) for r in doc["results"] for g in r.get("gates", []) if not g["passed"]]
     parts = [

@@ -30,12 +30,13 @@ import numpy as np
 from edgecnn.runtime import cpu as cpus, runner_class
 from edgecnn.runtime.sandbox import signal_name
 
-from . import emulation
+from . import emulation, pi_latency
 from .errors import BadInput
 
 HARNESS_TIMEOUT_S = 900
 EMULATED_SAMPLES = 1000   # test images per artifact under emulation (about 125x slower than native)
 EMULATED_BENCH = {"min_runs": 20, "min_seconds": 0.0, "warmup": 2}  # emulated time is not a device's
+COUNTED_REGIONS = 3  # single inferences counted per artifact for a Pi latency estimate: their median
 KNOWN = ("local", *(f"emulated:{m}" for m in emulation.OFFERED), "ssh://user@host[:port]")
 
 
@@ -135,6 +136,9 @@ def runtime_bundle(dest: Path) -> Path:
     return dest
 
 
+COUNT_FILE = "count.txt"
+
+
 class EmulatedTarget(HarnessTarget):
     emulated = True
 
@@ -142,6 +146,17 @@ class EmulatedTarget(HarnessTarget):
         super().__init__(threads)
         self.cpu, self.samples, self.name = cpu, samples, f"emulated:{cpu}"
         self.arch = emulation.CPUS[cpu]["arch"]
+        self.estimates = True  # count instructions for a Pi latency estimate, where this core has a model
+
+    def why_no_estimate(self) -> str | None:
+        """Why this target's rows get no Pi latency estimate, or None when they do."""
+        if self.cpu not in pi_latency.CORES:
+            return f"no Pi latency model for {self.cpu}"
+        if not self.estimates:
+            return "estimates were turned off (--no-pi-estimates)"
+        if self.threads != 1:  # the plugin's counters are per process, and idle pool threads spin
+            return f"estimates count one thread, and this run has --threads {self.threads}"
+        return emulation.status()["counting"]
 
     def describe(self) -> dict:
         python = platform.python_version() if self.arch == "x86_64" else "3.11"
@@ -175,9 +190,36 @@ class EmulatedTarget(HarnessTarget):
             cls = runner_class(job["format"])
             return {"status": "skipped", "runtime": cls.runtime, "reason": why,
                     "hint": f"validate {cls.suffix} on a real device: --target ssh://user@host"}
+        # a validation row or a prediction is counted; explain's layer taps are not
+        counted = {} if job.get("taps_out") or self.why_no_estimate() else {"count": COUNTED_REGIONS}
         if job.get("predict"):  # every image the user named
-            return job
-        return dict(job, data=str(self._subset(Path(job["data"]), workdir)), bench=EMULATED_BENCH)
+            return dict(job, **counted)
+        return dict(job, data=str(self._subset(Path(job["data"]), workdir)), bench=EMULATED_BENCH, **counted)
+
+    def run(self, job, workdir):
+        (workdir / COUNT_FILE).unlink(missing_ok=True)
+        result = super().run(job, workdir)
+        if result.get("status") == "ok" and result.get("regions"):
+            result["pi_count"] = self._counted(workdir / COUNT_FILE)
+        elif result.get("status") == "ok" and self.estimates and not job.get("taps_out") \
+                and self.cpu in pi_latency.CORES:  # the user is told why there is no estimate
+            result["pi_estimate_skipped"] = self.why_no_estimate() or "the harness counted no inference"
+        return result
+
+    def _counted(self, path: Path) -> dict:
+        """The counted regions, and the cycles the core's model makes of them."""
+        from . import counting
+        try:
+            profile = counting.read_profile(path)
+            if not profile.regions:
+                return {"error": "the counting plugin saw no marked inference"}
+            median, spread = pi_latency.median_spread(profile.regions)
+            model = pi_latency.cycles(profile, self.cpu)
+        except (BadInput, RuntimeError, OSError, subprocess.SubprocessError) as e:
+            return {"error": str(e)}
+        return {"regions": profile.regions, "instructions": median, "spread": round(spread, 6),
+                "cycles": round(model["cycles"]), "modelled_share": round(model["modelled_share"], 4),
+                "mix": {k: round(v) for k, v in list(model["mix"].items())[:12]}}
 
     def _subset(self, data: Path, workdir: Path) -> Path:
         """The first `samples` test images. Each target has a workdir of its own: targets
@@ -194,6 +236,10 @@ class EmulatedTarget(HarnessTarget):
         if self.arch == "aarch64":  # its own Python: the runtime alone comes along, as to a device
             bundle = runtime_bundle(workdir / "bundle")
             env["PYTHONPATH"] = f"{bundle}{os.pathsep}{env['PYTHONPATH']}"
+        if json.loads(job_path.read_text()).get("count"):  # the same run, in the QEMU that counts
+            from . import counting
+            cmd, more = counting.counting_command(cmd, emulation.cache_root(), workdir / COUNT_FILE)
+            env.update(more)
         return cmd, env
 
 

@@ -247,7 +247,7 @@ def _result_row(folder: ArtifactFolder, model: str, entry: dict, target_name: st
             "format": entry["format"], "precision": entry["precision"], "target": target_name,
             "size_bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
             "test_images_from": getattr(folder, "test_from", None), "test_sha256": getattr(folder, "test_sha256", None),
-            "classes": folder.model.get("classes")}
+            "classes": folder.model.get("classes"), "macs": folder.model.get("macs")}
 
 
 def _accuracy_drops(rows: list[dict]) -> None:
@@ -491,6 +491,10 @@ def _run_one(target, job: dict, row: dict, work: Path, log, where: str,
     result = target.run(dict(job, logits_out=str(logits_path)),
                         work / ("job-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", target.name)))
     row.update(result, emulated=target.emulated)
+    if row.get("pi_count", {}).get("cycles"):
+        from . import pi_latency
+        row["pi_estimate"] = pi_latency.estimate(target.cpu, row["pi_count"]["cycles"], row.get("macs"),
+                                                 row.get("size_bytes") or 0, row["precision"])
     logits = np.load(logits_path) if result.get("status") == "ok" and logits_path.is_file() else None
     if target.name != "local" and logits is not None:
         row.update(crosscheck.against_host(logits, host_logits, reference, target.name, row.get("cpu"),

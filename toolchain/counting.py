@@ -1,0 +1,155 @@
+"""Counting the guest instructions of an inference under emulation.
+
+The dynamic `qemu-aarch64` of Debian's qemu-user loads TCG plugins; edgecnn's own
+(qemu_count.c, beside this file) is compiled at provisioning with the system C compiler
+into the emulated cache. The harness marks each warmed single inference as a region
+(runtime/harness.py, `count` jobs); the plugin writes what ran inside the regions: the
+instruction count of each region and every translation block executed there, with its
+execution count and its instruction words. `llvm-mc` turns the words back into
+assembly, which the core models of toolchain/pi_latency.py read.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BadInput
+
+SOURCE = Path(__file__).with_name("qemu_count.c")
+QEMU_DYNAMIC = "qemu-aarch64"  # qemu-aarch64-static cannot load plugins
+# what counting needs here, each with the Debian package that has it
+TOOLS = (("qemu-aarch64", "qemu-user", "QEMU's dynamic user-mode emulator, which loads plugins"),
+         ("cc", "gcc", "a C compiler, to build the counting plugin"),
+         ("llvm-mc", "llvm", "LLVM's assembler, to read the counted instructions back"),
+         ("llvm-mca", "llvm", "LLVM's machine-code analyser, the Cortex-A72's cycle model"))
+OUT_ENV = "EDGECNN_COUNT_OUT"
+# the board's instruction set as llvm-mc must know it to read every word the runtimes
+# execute (the A76's dot products and half floats included)
+MATTR = "+neon,+fullfp16,+dotprod,+rcpc,+crc,+aes,+sha2,+lse"
+
+
+def missing_tools() -> list[tuple[str, str, str]]:
+    """(tool, Debian package, what it is for) for each tool counting needs that is not here."""
+    return [t for t in TOOLS if shutil.which(t[0]) is None]
+
+
+def apt_hint(missing) -> str:
+    return "apt-get install " + " ".join(dict.fromkeys(pkg for _, pkg, _ in missing))
+
+
+def why_not() -> str | None:
+    """Why instructions cannot be counted on this machine, or None when they can."""
+    missing = missing_tools()
+    if missing:
+        return (f"Pi latency estimates need {', '.join(t for t, _, _ in missing)} "
+                f"({'; '.join(why for _, _, why in missing)}): {apt_hint(missing)}")
+    return None
+
+
+def plugin_path(root: Path) -> Path:
+    return root / "plugin" / "qemu_count.so"
+
+
+def _source_digest() -> str:
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+
+
+def plugin_ready(root: Path) -> bool:
+    """Whether the plugin in `root` was built from this edgecnn's source."""
+    stamp = plugin_path(root).with_suffix(".sha")
+    try:
+        return plugin_path(root).is_file() and stamp.read_text().strip() == _source_digest()
+    except OSError:
+        return False
+
+
+def build_plugin(root: Path, log=None) -> Path | None:
+    """Compile the plugin into `root` (once per source version). Returns its path, or
+    None when a tool is missing (the reason is logged: estimates are then skipped)."""
+    why = why_not()
+    if why:
+        if log:
+            log(f"emulated setup: no Pi latency estimates: {why}")
+        return None
+    path = plugin_path(root)
+    if plugin_ready(root):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".qemu_count.", suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise BadInput(f"emulated setup: the C compiler could not build the counting plugin: {last}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    path.with_suffix(".sha").write_text(_source_digest() + "\n")
+    if log:
+        log(f"emulated setup: built the instruction-counting plugin {path}")
+    return path
+
+
+def counting_command(cmd: list[str], root: Path, out: Path) -> tuple[list[str], dict]:
+    """An emulation command line (emulation.command's) made to count into `out`: the
+    dynamic QEMU with the plugin, which otherwise runs the same."""
+    if not cmd or Path(cmd[0]).name not in ("qemu-aarch64", "qemu-aarch64-static"):
+        raise ValueError(f"not an aarch64 emulation command: {cmd[:1]}")
+    return ([shutil.which(QEMU_DYNAMIC) or QEMU_DYNAMIC, "-plugin", str(plugin_path(root)), *cmd[1:]],
+            {OUT_ENV: str(out)})
+
+
+@dataclass
+class Profile:
+    """What the plugin wrote: the instructions of each region, and each translation
+    block that ran inside them (its instruction words, and its executions summed over
+    the regions)."""
+    regions: list[int]
+    blocks: dict[tuple[int, ...], int] = field(default_factory=dict)
+
+    @property
+    def per_region(self) -> float:
+        """The blocks' instructions per region: their executions, averaged over the regions."""
+        return sum(len(words) * n for words, n in self.blocks.items()) / max(len(self.regions), 1)
+
+
+def read_profile(path: Path) -> Profile:
+    regions, blocks = [], {}
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BadInput(f"the counting plugin wrote nothing to {path} ({e.strerror})") from None
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "region":
+            regions.append(int(rest))
+        elif kind == "tb":
+            execs, _vaddr, *words = rest.split()
+            key = tuple(int(w, 16) for w in words)
+            blocks[key] = blocks.get(key, 0) + int(execs)  # one block translated twice
+    return Profile(regions, blocks)
+
+
+def disassemble(words) -> dict[int, str]:
+    """Each 32-bit instruction word as llvm-mc reads it ("fmla v0.4s, v1.4s, v2.4s"); a
+    word it cannot read (none are expected) maps to "udf"."""
+    unique = sorted(set(words))
+    text = "\n".join(" ".join(f"0x{(w >> s) & 0xff:02x}" for s in (0, 8, 16, 24)) for w in unique) + "\n"
+    proc = subprocess.run(["llvm-mc", "--disassemble", "-triple=aarch64", f"-mattr={MATTR}", "-show-encoding"],
+                          input=text, capture_output=True, text=True, timeout=300)
+    found = {}
+    for line in proc.stdout.splitlines():
+        asm, sep, enc = line.partition("// encoding: [")
+        if not sep:
+            continue
+        b = [int(x, 16) for x in enc.rstrip("]").split(",")]
+        found[b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24] = " ".join(asm.split())
+    return {w: found.get(w, "udf") for w in unique}
