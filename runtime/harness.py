@@ -138,7 +138,6 @@ def count_regions(runner, sample, regions: int, warmup: int = 3) -> None:
     native = runner.prepare(sample)
     for _ in range(warmup):
         runner.run(native)
-    gc.collect()
     gc.disable()  # a collection that falls inside one region and not another is not the model's
     try:
         for _ in range(regions):

@@ -2,10 +2,12 @@
 plugin's build, the counted file's reader and the reason given when a tool is missing.
 Counting itself is checked on the emulated boards in test_emulated.py."""
 import shutil
+from pathlib import Path
 
 import pytest
 
 from edgecnn.toolchain import counting, pi_latency
+from edgecnn.toolchain.errors import BadInput
 
 needs_llvm = pytest.mark.skipif(shutil.which("llvm-mca") is None or shutil.which("llvm-mc") is None,
                                 reason="LLVM's llvm-mc and llvm-mca are not installed (apt-get install llvm)")
@@ -41,19 +43,39 @@ def test_a_missing_tool_is_named_with_the_apt_command(monkeypatch):
     real = shutil.which
     monkeypatch.setattr(shutil, "which", lambda t: None if t in ("cc", "llvm-mca") else real(t))
     why = counting.why_not()
-    assert "cc" in why and "llvm-mca" in why and why.endswith("apt-get install gcc llvm"), why
-    assert counting.build_plugin(__import__("pathlib").Path("/nonexistent"), log=None) is None
+    assert "cc" in why and "llvm-mca" in why and why.endswith("apt-get install gcc libc6-dev llvm"), why
+    with pytest.raises(BadInput, match="apt-get install gcc libc6-dev llvm"):
+        counting.build_plugin(Path("/nonexistent"), check=lambda plugin: None)
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_the_plugin_builds_once_per_source(tmp_path, monkeypatch):
     monkeypatch.setattr(counting, "why_not", lambda: None)
-    lines = []
-    path = counting.build_plugin(tmp_path, log=lines.append)
-    assert path.is_file() and counting.plugin_ready(tmp_path) and len(lines) == 1
-    assert counting.build_plugin(tmp_path, log=lines.append) == path and len(lines) == 1  # reused
-    path.with_suffix(".sha").write_text("another source\n")
+    lines, checked = [], []
+    path = counting.build_plugin(tmp_path, checked.append, log=lines.append)
+    assert path.is_file() and counting.plugin_ready(tmp_path) and checked == [path] and len(lines) == 1
+    assert counting.build_plugin(tmp_path, checked.append, log=lines.append) == path and len(checked) == 1  # reused
+    path.with_suffix(".stamp").write_text("another source or QEMU\n")
     assert not counting.plugin_ready(tmp_path)
+
+    def refuses(plugin):
+        raise BadInput("qemu-aarch64 could not count with the plugin")
+    path.unlink()
+    with pytest.raises(BadInput, match="could not count"):  # never stamped as ready
+        counting.build_plugin(tmp_path, refuses)
+    assert not counting.plugin_ready(tmp_path)
+
+
+def test_the_table_has_a_board_s_column_whatever_row_comes_last(monkeypatch):
+    from edgecnn.toolchain import report
+    monkeypatch.setattr(pi_latency, "calibration", lambda: {"cores": {"cortex-a72": {"correction": 1.0, "band": 0.2}}})
+    est = pi_latency.estimate("cortex-a72", 3_000_000, 4_000_000, 1000, "fp32")
+    base = {"model": "m", "target": "emulated:cortex-a72", "format": "f", "precision": "fp32", "status": "pass"}
+    doc = {"results": [dict(base, pi_estimate=est), dict(base, pi_estimate_skipped="the runtime is missing")]}
+    header, first, second = report.rows(doc)
+    col = header.index("est. Pi 4 ms")
+    assert first[col] == "2 (1.6–2.4)" and second[col] == "-"
+    assert "est. Pi 4 ms at 1.5 GHz" in report.estimates_line(doc) and "the runtime is missing" in report.estimates_line(doc)
 
 
 def test_every_estimate_carries_its_band_and_its_lower_bound(monkeypatch):

@@ -44,7 +44,7 @@ NOT_RUN = {
     "apt-get install qemu-user-static": "a system package, which .ci/run installs before the tests",
     ".venv/bin/edgecnn device setup emulated --with torch": "2.9 GB from PyPI: tests/test_emulated.py runs this "
                                                            "command in a cache of its own, which its tests use",
-    "apt-get install qemu-user gcc llvm": "system packages, which .ci/run installs before the tests",
+    "apt-get install qemu-user gcc libc6-dev llvm": "system packages, which .ci/run installs before the tests",
     ".venv/bin/edgecnn validate artifacts/torch-mnist --target emulated:x86-avx2 --target emulated:cortex-a76 "
     "--target local": "tests/test_int8_hosts.py runs these three targets on Fashion-MNIST int8 files of both "
                       "frameworks, where saturation shows; on digits it would run the same kernels again",

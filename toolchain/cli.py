@@ -18,7 +18,7 @@ import click
 from edgecnn import converters
 
 from . import __version__
-from . import models
+from . import models, pi_latency
 from .errors import BadInput, disk_full
 from .train import DEFAULT_HIDDEN, OPTIMIZERS
 
@@ -363,8 +363,9 @@ def _validation_options(f):
         click.option("--max-latency-ms", type=float, default=None, help="Gate: largest p90 batch-1 latency."),
         click.option("--max-size-kb", type=float, default=None, help="Gate: largest file size in KiB."),
         click.option("--max-est-latency-ms", multiple=True, metavar="BOARD=MS",
-                     help="Gate: largest estimated latency on a real board (pi4 at 1.5 GHz, from --target "
-                          "emulated:cortex-a72 rows; pi5 at 2.4 GHz, from emulated:cortex-a76). Repeatable."),
+                     help="Gate: largest estimated latency on a real board (" + ", ".join(
+                         f"{b} at {clocks[0]:g} GHz, from --target emulated:{core} rows"
+                         for b, (core, _, clocks) in pi_latency.BOARDS.items()) + "). Repeatable."),
         click.option("--drop-significance", type=float, default=None, metavar="ALPHA",
                      help="Gate: fail an artifact that McNemar's exact one-sided test finds less accurate than its "
                           "fp32 reference at this level, e.g. 0.05."),
@@ -402,10 +403,15 @@ def _validation_setup(targets, threads, config, bench_runs, bench_seconds, remot
     if source:
         click.echo(f"edgecnn: gates from {source}", err=True)
     parsed = _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout)
-    for gate, core in gating.ESTIMATE_GATES.items():
-        if gate in gate_flags and f"emulated:{core}" not in [t.name for t in parsed]:
-            raise BadInput(f"--max-est-latency-ms {gate.split('_')[2]}=... needs --target emulated:{core}, "
+    for board, (core, _, _) in pi_latency.BOARDS.items():
+        if f"max_est_{board}_ms" not in gate_flags:
+            continue
+        if f"emulated:{core}" not in [t.name for t in parsed]:
+            raise BadInput(f"--max-est-latency-ms {board}=... needs --target emulated:{core}, "
                            f"whose rows carry that board's estimates")
+        if not pi_estimates or threads != 1:
+            raise BadInput(f"--max-est-latency-ms {board}=... needs the estimates, which "
+                           + ("--no-pi-estimates turns off" if not pi_estimates else "count one thread (--threads 1)"))
     for target in parsed:
         if target.emulated and emulated_samples is not None:
             target.samples = emulated_samples

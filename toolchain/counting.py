@@ -24,13 +24,13 @@ SOURCE = Path(__file__).with_name("qemu_count.c")
 QEMU_DYNAMIC = "qemu-aarch64"  # qemu-aarch64-static cannot load plugins
 # what counting needs here, each with the Debian package that has it
 TOOLS = (("qemu-aarch64", "qemu-user", "QEMU's dynamic user-mode emulator, which loads plugins"),
-         ("cc", "gcc", "a C compiler, to build the counting plugin"),
+         ("cc", "gcc libc6-dev", "a C compiler and the C library's headers, to build the counting plugin"),
          ("llvm-mc", "llvm", "LLVM's assembler, to read the counted instructions back"),
          ("llvm-mca", "llvm", "LLVM's machine-code analyser, the Cortex-A72's cycle model"))
 OUT_ENV = "EDGECNN_COUNT_OUT"
 # the board's instruction set as llvm-mc must know it to read every word the runtimes
 # execute (the A76's dot products and half floats included)
-MATTR = "+neon,+fullfp16,+dotprod,+rcpc,+crc,+aes,+sha2,+lse"
+MATTR = "+neon,+fullfp16,+dotprod,+rdm,+rcpc,+crc,+aes,+sha2,+lse"
 
 
 def missing_tools() -> list[tuple[str, str, str]]:
@@ -55,27 +55,28 @@ def plugin_path(root: Path) -> Path:
     return root / "plugin" / "qemu_count.so"
 
 
-def _source_digest() -> str:
-    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+def _built_for() -> str:
+    """What a built plugin is good for: this source, loaded by this QEMU."""
+    qemu = subprocess.run([QEMU_DYNAMIC, "--version"], capture_output=True, text=True, timeout=30).stdout
+    return f"{hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]} {(qemu.splitlines() or ['?'])[0]}"
 
 
 def plugin_ready(root: Path) -> bool:
-    """Whether the plugin in `root` was built from this edgecnn's source."""
-    stamp = plugin_path(root).with_suffix(".sha")
+    """Whether the plugin in `root` was built from this edgecnn's source and was seen to
+    count under this QEMU."""
+    stamp = plugin_path(root).with_suffix(".stamp")
     try:
-        return plugin_path(root).is_file() and stamp.read_text().strip() == _source_digest()
-    except OSError:
+        return plugin_path(root).is_file() and stamp.read_text().strip() == _built_for()
+    except (OSError, subprocess.SubprocessError):
         return False
 
 
-def build_plugin(root: Path, log=None) -> Path | None:
-    """Compile the plugin into `root` (once per source version). Returns its path, or
-    None when a tool is missing (the reason is logged: estimates are then skipped)."""
+def build_plugin(root: Path, check, log=None) -> Path:
+    """Compile the plugin into `root` and see it count (`check(plugin)` runs a marked
+    region under it), once per source and QEMU version. BadInput says why it cannot."""
     why = why_not()
     if why:
-        if log:
-            log(f"emulated setup: no Pi latency estimates: {why}")
-        return None
+        raise BadInput(why)
     path = plugin_path(root)
     if plugin_ready(root):
         return path
@@ -87,23 +88,25 @@ def build_plugin(root: Path, log=None) -> Path | None:
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise BadInput(f"emulated setup: the C compiler could not build the counting plugin: {last}")
+            raise BadInput(f"the C compiler could not build the counting plugin ({last}); "
+                           f"{apt_hint([t for t in TOOLS if t[0] == 'cc'])}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    path.with_suffix(".sha").write_text(_source_digest() + "\n")
+    check(path)
+    path.with_suffix(".stamp").write_text(_built_for() + "\n")
     if log:
-        log(f"emulated setup: built the instruction-counting plugin {path}")
+        log(f"emulated setup: built the instruction-counting plugin {path}, and it counts")
     return path
 
 
-def counting_command(cmd: list[str], root: Path, out: Path) -> tuple[list[str], dict]:
+def counting_command(cmd: list[str], root: Path, out: Path, plugin: Path | None = None) -> tuple[list[str], dict]:
     """An emulation command line (emulation.command's) made to count into `out`: the
     dynamic QEMU with the plugin, which otherwise runs the same."""
     if not cmd or Path(cmd[0]).name not in ("qemu-aarch64", "qemu-aarch64-static"):
         raise ValueError(f"not an aarch64 emulation command: {cmd[:1]}")
-    return ([shutil.which(QEMU_DYNAMIC) or QEMU_DYNAMIC, "-plugin", str(plugin_path(root)), *cmd[1:]],
+    return ([shutil.which(QEMU_DYNAMIC) or QEMU_DYNAMIC, "-plugin", str(plugin or plugin_path(root)), *cmd[1:]],
             {OUT_ENV: str(out)})
 
 
@@ -127,20 +130,23 @@ def read_profile(path: Path) -> Profile:
         text = path.read_text()
     except OSError as e:
         raise BadInput(f"the counting plugin wrote nothing to {path} ({e.strerror})") from None
-    for line in text.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "region":
-            regions.append(int(rest))
-        elif kind == "tb":
-            execs, _vaddr, *words = rest.split()
-            key = tuple(int(w, 16) for w in words)
-            blocks[key] = blocks.get(key, 0) + int(execs)  # one block translated twice
+    try:
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "region":
+                regions.append(int(rest))
+            elif kind == "tb":
+                execs, _vaddr, *words = rest.split()
+                key = tuple(int(w, 16) for w in words)
+                blocks[key] = blocks.get(key, 0) + int(execs)  # one block translated twice
+    except ValueError:
+        raise BadInput(f"the counting plugin's file {path} is damaged: {line[:80]!r}") from None
     return Profile(regions, blocks)
 
 
 def disassemble(words) -> dict[int, str]:
     """Each 32-bit instruction word as llvm-mc reads it ("fmla v0.4s, v1.4s, v2.4s"); a
-    word it cannot read (none are expected) maps to "udf"."""
+    word it cannot read (none are expected) maps to "udf #0", which costs one slot."""
     unique = sorted(set(words))
     text = "\n".join(" ".join(f"0x{(w >> s) & 0xff:02x}" for s in (0, 8, 16, 24)) for w in unique) + "\n"
     proc = subprocess.run(["llvm-mc", "--disassemble", "-triple=aarch64", f"-mattr={MATTR}", "-show-encoding"],
@@ -152,4 +158,4 @@ def disassemble(words) -> dict[int, str]:
             continue
         b = [int(x, 16) for x in enc.rstrip("]").split(",")]
         found[b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24] = " ".join(asm.split())
-    return {w: found.get(w, "udf") for w in unique}
+    return {w: found.get(w, "udf #0") for w in unique}

@@ -228,7 +228,9 @@ def check(result: dict, gates: dict, known: dict = GATES) -> list[dict]:
         value = measure(result)
         entry = {"gate": name, "limit": limit, "unit": unit, "value": value}
         if value is None:
-            entry.update(passed=False, message=f"{what} was not measured")
+            why = result.get("pi_estimate_skipped") or (result.get("pi_count") or {}).get("error") \
+                or (result.get("pi_estimate") or {}).get("why_uncalibrated") if name in ESTIMATE_GATES else None
+            entry.update(passed=False, message=f"{what} was not measured" + (f": {why}" if why else ""))
         else:
             ok = bool(passes(value, limit))
             entry.update(passed=ok, message=f"{what} {value:.4g} {unit} "

@@ -130,7 +130,10 @@ def cycles(profile: counting.Profile, core: str) -> dict:
             arrangement = re.search(r"\.(16b|8b|8h|4h|4s|2s|2d)\b", operands)
             key = op + (f".{arrangement[1]}" if arrangement else "")
             mix[key] = mix.get(key, 0) + n / regions
-    return {"cycles": (modelled + (total - covered)) / regions, "instructions": total / regions,
+    # the blocks' executions are summed over the regions: scaled from their mean to their
+    # median, the count an estimate is made of (one odd inference must not move it)
+    to_median = statistics.median(profile.regions) / (sum(profile.regions) / regions) if profile.regions else 1.0
+    return {"cycles": (modelled + (total - covered)) / regions * to_median, "instructions": total / regions,
             "modelled_share": covered / total if total else 0.0, "blocks": len(chosen),
             "mix": dict(sorted(mix.items(), key=lambda kv: -kv[1]))}
 
@@ -168,7 +171,9 @@ def estimate(core: str, cycles_per_inference: float, macs: int | None, weight_by
             at[f"{ghz:g}"] = entry
         boards[name] = {"board": label, "clocks": at}
     return {"core": core, "model": spec["model"], "memory_ms": round(memory_s * 1e3, 4),
-            "calibrated": bool(fit), **({"band_from": fit["band_from"]} if fit and fit.get("band_from") else {}), **({"why_uncalibrated": "run benchmarks/pi_calibration.py"} if not fit else {}),
+            "calibrated": bool(fit), **({"band_from": fit["band_from"]} if fit and fit.get("band_from") else {}), 
+            **({"why_uncalibrated": f"no calibration for {core} in {CALIBRATION.name} (benchmarks/pi_calibration.py "
+                                    f"in edgecnn's source writes it)"} if not fit else {}),
             "boards": boards}
 
 

@@ -84,7 +84,7 @@ def _estimate(target, artifact: Path, result: dict) -> dict:
         from . import pi_latency
         entry = inspect.manifest_entry(artifact) or {}
         manifest = artifact.with_name("manifest.json")
-        macs = json.loads(manifest.read_text())["model"].get("macs") if entry else None
+        macs = json.loads(manifest.read_text()).get("model", {}).get("macs") if entry else None
         # without a manifest the precision is unknown: the int8 peak, the higher, keeps the bound a bound
         return {"pi_estimate": pi_latency.estimate(target.cpu, result["pi_count"]["cycles"], macs,
                                                    artifact.stat().st_size, entry.get("precision", "int8"))}
@@ -130,6 +130,8 @@ def render(doc: dict) -> str:
         bound = f"; lower bound {at['lower_bound_ms']:.3g} ms" if at["lower_bound_ms"] is not None else ""
         lines.append(f"{pi_latency.column(name)} at {at['ghz']:g} GHz: {pi_latency.cell(at)}, one image at batch 1, "
                      f"band ±{at['band']:.0%}{bound}")
-    elif doc.get("pi_estimate_skipped"):
-        lines.append(f"no Pi latency estimate: {doc['pi_estimate_skipped']}")
+    elif doc.get("pi_estimate"):
+        lines.append(f"no Pi latency estimate: {doc['pi_estimate']['why_uncalibrated']}")
+    elif doc.get("pi_estimate_skipped") or (doc.get("pi_count") or {}).get("error"):
+        lines.append(f"no Pi latency estimate: {doc.get('pi_estimate_skipped') or doc['pi_count']['error']}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@
  *                                        instructions as little-endian 32-bit words
  * A block translated twice appears twice; the reader adds them up. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +59,8 @@ typedef struct {
 
 static Block **blocks;
 static size_t n_blocks, cap_blocks;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* blocks grows while a mark reads it */
+static bool failed; /* out of memory: nothing is written rather than a wrong count */
 static uint64_t executed; /* every instruction, inline */
 static uint64_t region_start, regions[MAX_REGIONS];
 static int n_regions;
@@ -65,19 +68,27 @@ static bool active;
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     Block *b = calloc(1, sizeof *b);
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    uint32_t *words = calloc(n ? n : 1, sizeof *words);
+    if (!b || !words) { free(b); free(words); failed = true; return; }
     b->vaddr = qemu_plugin_tb_vaddr(tb);
-    b->n = qemu_plugin_tb_n_insns(tb);
-    b->words = calloc(b->n ? b->n : 1, sizeof *b->words);
-    for (size_t i = 0; i < b->n; i++) {
+    b->n = n;
+    b->words = words;
+    for (size_t i = 0; i < n; i++) {
         const struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         if (qemu_plugin_insn_size(insn) == 4)
             memcpy(&b->words[i], qemu_plugin_insn_data(insn), 4);
     }
+    pthread_mutex_lock(&lock);
     if (n_blocks == cap_blocks) {
-        cap_blocks = cap_blocks ? 2 * cap_blocks : 1 << 14;
-        blocks = realloc(blocks, cap_blocks * sizeof *blocks);
+        size_t cap = cap_blocks ? 2 * cap_blocks : 1 << 14;
+        Block **grown = realloc(blocks, cap * sizeof *blocks);
+        if (!grown) { failed = true; pthread_mutex_unlock(&lock); free(words); free(b); return; }
+        blocks = grown;
+        cap_blocks = cap;
     }
     blocks[n_blocks++] = b;
+    pthread_mutex_unlock(&lock);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &b->execs, 1);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &executed, b->n);
 }
@@ -85,20 +96,25 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8) {
     if (num != SYS_LSEEK_AARCH64 || (int32_t)a1 != MARK_FD) return;
-    if (a2 == 1 && !active) {
+    pthread_mutex_lock(&lock);
+    if (a2 == 1 && !active && n_regions < MAX_REGIONS) {
         active = true;
         region_start = executed;
         for (size_t i = 0; i < n_blocks; i++) blocks[i]->at_start = blocks[i]->execs;
     } else if (a2 == 2 && active) {
         active = false;
-        if (n_regions < MAX_REGIONS) regions[n_regions++] = executed - region_start;
+        regions[n_regions++] = executed - region_start;
         for (size_t i = 0; i < n_blocks; i++) blocks[i]->in_regions += blocks[i]->execs - blocks[i]->at_start;
     }
+    pthread_mutex_unlock(&lock);
 }
 
 static void write_counts(qemu_plugin_id_t id, void *unused) {
+    /* only the process that counted writes: a child it started, which also runs this
+       plugin, must not replace the file */
     const char *path = getenv("EDGECNN_COUNT_OUT");
-    FILE *f = path ? fopen(path, "w") : NULL;
+    if (!path || !n_regions || failed) return;
+    FILE *f = fopen(path, "w");
     if (!f) return;
     for (int r = 0; r < n_regions; r++) fprintf(f, "region %" PRIu64 "\n", regions[r]);
     for (size_t i = 0; i < n_blocks; i++) {

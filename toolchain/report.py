@@ -55,8 +55,8 @@ def rows(doc: dict) -> list[tuple[str, ...]]:
     agreement with the local run; emulated rows show no latency (it is not a device's).
     Accuracy and agreement carry their Wilson 95 % intervals."""
     multi = any(r["target"] != "local" for r in doc["results"])
-    shown = {r["target"]: pi_latency.headline(r.get("pi_estimate")) for r in doc["results"]}
-    boards = list(dict.fromkeys(h[0] for h in shown.values() if h))
+    shown = [pi_latency.headline(r.get("pi_estimate")) for r in doc["results"]]
+    boards = list(dict.fromkeys(h[0] for h in shown if h))
     header = ("model", *(("target",) if multi else ()), "format", "precision", "size", "accuracy", "Δ acc",
               "agreement", *(("vs local",) if multi else ()), "p50 ms", "p90 ms",
               *(pi_latency.column(b) for b in boards), "vs fp32", "status")
@@ -118,6 +118,9 @@ def estimates_line(doc: dict) -> str | None:
     skipped = next((r["pi_estimate_skipped"] for r in doc["results"] if r.get("pi_estimate_skipped")), None)
     if skipped:
         seen["-"] = f"none: {skipped}"
+    failed = next((r for r in doc["results"] if (r.get("pi_count") or {}).get("error")), None)
+    if failed:
+        seen["!"] = f"{_name(failed)} on {failed['target']}: counted, but no estimate: {failed['pi_count']['error']}"
     uncalibrated = any(r.get("pi_estimate") and not r["pi_estimate"]["calibrated"] for r in doc["results"])
     if uncalibrated:
         seen["?"] = "instructions were counted, but no calibration is installed (benchmarks/pi_calibration.py)"

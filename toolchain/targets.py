@@ -147,6 +147,7 @@ class EmulatedTarget(HarnessTarget):
         self.cpu, self.samples, self.name = cpu, samples, f"emulated:{cpu}"
         self.arch = emulation.CPUS[cpu]["arch"]
         self.estimates = True  # count instructions for a Pi latency estimate, where this core has a model
+        self._counting = False  # whether the job being run is counted (one job at a time per target)
 
     def why_no_estimate(self) -> str | None:
         """Why this target's rows get no Pi latency estimate, or None when they do."""
@@ -190,20 +191,30 @@ class EmulatedTarget(HarnessTarget):
             cls = runner_class(job["format"])
             return {"status": "skipped", "runtime": cls.runtime, "reason": why,
                     "hint": f"validate {cls.suffix} on a real device: --target ssh://user@host"}
-        # a validation row or a prediction is counted; explain's layer taps are not
-        counted = {} if job.get("taps_out") or self.why_no_estimate() else {"count": COUNTED_REGIONS}
+        counted = {"count": COUNTED_REGIONS} if self._counting else {}
         if job.get("predict"):  # every image the user named
             return dict(job, **counted)
         return dict(job, data=str(self._subset(Path(job["data"]), workdir)), bench=EMULATED_BENCH, **counted)
 
     def run(self, job, workdir):
         (workdir / COUNT_FILE).unlink(missing_ok=True)
+        # a validation row or a prediction is counted (explain's layer taps are not), in
+        # the same process: the counting QEMU runs the row, then three more inferences
+        wanted = self.estimates and self.cpu in pi_latency.CORES and not job.get("taps_out")
+        why = self.why_no_estimate() if wanted else None
+        self._counting = wanted and why is None
         result = super().run(job, workdir)
+        if self._counting and result.get("status") == "error":
+            # the row must not be lost to the counting: it runs again as it would without
+            failed = result.get("reason") or "no result"
+            self._counting = False
+            result = super().run(job, workdir)
+            why = f"the counting QEMU could not run it ({failed})"
         if result.get("status") == "ok" and result.get("regions"):
             result["pi_count"] = self._counted(workdir / COUNT_FILE)
-        elif result.get("status") == "ok" and self.estimates and not job.get("taps_out") \
-                and self.cpu in pi_latency.CORES:  # the user is told why there is no estimate
-            result["pi_estimate_skipped"] = self.why_no_estimate() or "the harness counted no inference"
+        elif result.get("status") == "ok" and wanted:  # the user is told why there is no estimate
+            result["pi_estimate_skipped"] = why or "the harness counted no inference"
+        self._counting = False
         return result
 
     def _counted(self, path: Path) -> dict:
@@ -236,7 +247,7 @@ class EmulatedTarget(HarnessTarget):
         if self.arch == "aarch64":  # its own Python: the runtime alone comes along, as to a device
             bundle = runtime_bundle(workdir / "bundle")
             env["PYTHONPATH"] = f"{bundle}{os.pathsep}{env['PYTHONPATH']}"
-        if json.loads(job_path.read_text()).get("count"):  # the same run, in the QEMU that counts
+        if self._counting:  # the same run, in the QEMU that counts
             from . import counting
             cmd, more = counting.counting_command(cmd, emulation.cache_root(), workdir / COUNT_FILE)
             env.update(more)
