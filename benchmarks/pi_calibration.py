@@ -168,12 +168,7 @@ def main() -> None:
             if e["board"] not in boards:
                 continue
             c = counted[f"{e['model']}.{e['precision']}.{core}"]
-            raw = pi_latency.estimate(core, c["cycles"], c["macs"], c["bytes"], e["precision"])
-            at = raw["boards"][e["board"]]["clocks"].get(f"{e['ghz']:g}")
-            if at is None:  # a clock the board model does not list: the same arithmetic
-                model_ms = c["cycles"] / (e["ghz"] * 1e6) + raw["memory_ms"]
-            else:
-                model_ms = at["model_ms"]
+            model_ms = round(pi_latency.model_ms(core, c["cycles"], c["bytes"], e["ghz"]), 4)
             bound = c["macs"] / (spec["macs_per_cycle"][pi_latency.peak_kind(e["precision"])] * e["ghz"] * 1e6)
             entries.append(dict(e, model_ms=model_ms, lower_bound_ms=round(bound, 2)))
         fitted = [e for e in entries if "check" not in e]
@@ -210,7 +205,7 @@ def main() -> None:
         print(f"{core}: correction {c['correction']:.3f} from {c['entries']} entries, band ±{c['band']:.0%} "
               + (f"(lent by {c['band_from']}: one entry has no leave-one-out error)" if "band_from" in c
                  else "(the largest leave-one-out error)"))
-    doc = {"cores": cores, "entries": rows, "counted": counted,
+    doc = {"cores": cores, "entries": rows, "counted": counted, "cycle_model": pi_latency.cycle_model(),
            "made_by": "benchmarks/pi_calibration.py"}
     if args.write:
         pi_latency.CALIBRATION.write_text(json.dumps(doc, indent=1) + "\n")

@@ -118,7 +118,9 @@ def run_job(job: dict) -> dict:
     return dict(result, status="ok")
 
 
-MARK_FD = -4242  # toolchain/qemu_count.c reads this descriptor's lseek calls
+# the counted-region mark: lseek calls on this descriptor, which the counting plugin
+# (toolchain/qemu_count.c, built with it) and emulated setup's check read from here
+MARK_FD = -4242
 
 
 def mark_region(start: bool) -> None:

@@ -13,6 +13,11 @@ needs_llvm = pytest.mark.skipif(shutil.which("llvm-mca") is None or shutil.which
                                 reason="LLVM's llvm-mc and llvm-mca are not installed (apt-get install llvm)")
 
 
+def fitted(**a72) -> dict:
+    """A calibration of the A72 alone, fitted to these core models and this llvm-mca."""
+    return {"cores": {"cortex-a72": a72}, "cycle_model": pi_latency.cycle_model()}
+
+
 @needs_llvm
 def test_the_a76_issues_two_fmlas_a_cycle_where_the_a72_issues_one():
     """16 independent 128-bit FMLAs: the A72 runs one a cycle (a Q-form FMLA takes both
@@ -68,7 +73,7 @@ def test_the_plugin_builds_once_per_source(tmp_path, monkeypatch):
 
 def test_the_table_has_a_board_s_column_whatever_row_comes_last(monkeypatch):
     from edgecnn.toolchain import report
-    monkeypatch.setattr(pi_latency, "calibration", lambda: {"cores": {"cortex-a72": {"correction": 1.0, "band": 0.2}}})
+    monkeypatch.setattr(pi_latency, "calibration", lambda: fitted(correction=1.0, band=0.2))
     est = pi_latency.estimate("cortex-a72", 3_000_000, 4_000_000, 1000, "fp32")
     base = {"model": "m", "target": "emulated:cortex-a72", "format": "f", "precision": "fp32", "status": "pass"}
     doc = {"results": [dict(base, pi_estimate=est), dict(base, pi_estimate_skipped="the runtime is missing")]}
@@ -79,7 +84,7 @@ def test_the_table_has_a_board_s_column_whatever_row_comes_last(monkeypatch):
 
 
 def test_every_estimate_carries_its_band_and_its_lower_bound(monkeypatch):
-    monkeypatch.setattr(pi_latency, "calibration", lambda: {"cores": {"cortex-a72": {"correction": 1.2, "band": 0.3}}})
+    monkeypatch.setattr(pi_latency, "calibration", lambda: fitted(correction=1.2, band=0.3))
     est = pi_latency.estimate("cortex-a72", 3_000_000, 4_000_000, 2 * pi_latency.MIB, "fp32")
     at = est["boards"]["pi4"]["clocks"]["1.5"]
     memory_ms = 2 * pi_latency.MIB / 4.5e9 * 1e3  # weights over the Pi 4's 1 MB L2 stream from DRAM
@@ -93,3 +98,28 @@ def test_every_estimate_carries_its_band_and_its_lower_bound(monkeypatch):
     assert pi_latency.headline(pi_latency.estimate("cortex-a76", 3e6, None, 1000, "int8")) is None
     assert "ms" not in pi_latency.estimate("cortex-a76", 3e6, None, 1000, "int8")["boards"]["pi5"]["clocks"]["2.4"]
     assert uncalibrated["boards"]["pi5"]["clocks"]["2.4"]["lower_bound_ms"] is None  # no MACs known
+
+
+def test_a_calibration_fitted_to_other_core_models_gives_no_milliseconds(monkeypatch):
+    """The corrections hold for the core models they were fitted to: a calibration of
+    other code is refused with the command that fits it again, and another llvm-mca is
+    said beside the A72's estimate."""
+    here = pi_latency.cycle_model()
+    monkeypatch.setattr(pi_latency, "calibration", lambda: dict(fitted(correction=1.2, band=0.3),
+                                                                cycle_model=dict(here, digest="0" * 16)))
+    est = pi_latency.estimate("cortex-a72", 3e6, 4e6, 1000, "fp32")
+    assert not est["calibrated"] and pi_latency.headline(est) is None
+    assert "pi_calibration.py --write" in est["why_uncalibrated"], est
+    monkeypatch.setattr(pi_latency, "calibration", lambda: dict(fitted(correction=1.2, band=0.3),
+                                                                cycle_model=dict(here, llvm_mca="99.0")))
+    est = pi_latency.estimate("cortex-a72", 3e6, 4e6, 1000, "fp32")
+    assert est["calibrated"] and est["caveat"].startswith("calibrated with llvm-mca 99.0"), est
+
+
+def test_the_installed_calibration_was_fitted_to_these_core_models():
+    """A change to the core models without a new fit makes every estimate uncalibrated:
+    benchmarks/pi_calibration.py --write fits the corrections again."""
+    cal = pi_latency.calibration()
+    assert cal["cycle_model"]["digest"] == pi_latency.cycle_model()["digest"], (
+        "the core models changed since toolchain/pi_calibration.json was fitted: run benchmarks/pi_calibration.py --write")
+    assert {"cortex-a72", "cortex-a76"} <= set(cal["cores"])

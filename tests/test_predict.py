@@ -121,8 +121,14 @@ def test_predict_on_an_emulated_pi(emulated_env, digits_artifacts, digit_pngs):
     # and the Pi 5's latency for one of these images, estimated from its counted instructions
     at = r.json["pi_estimate"]["boards"]["pi5"]["clocks"]["2.4"]
     assert at["ms"] >= at["lower_bound_ms"] > 0 and at["band_ms"][0] < at["ms"] < at["band_ms"][1], at
-    text = edgecnn("predict", art, folder, "--target", "emulated:cortex-a76", env=emulated_env)
-    assert "est. Pi 5 ms at 2.4 GHz: " in text.out and "lower bound" in text.out, text
+    from edgecnn.toolchain.predict import render
+    assert "est. Pi 5 ms at 2.4 GHz: " in render(r.json) and "lower bound" in render(r.json), render(r.json)
+    # asked not to count, the board answers the same and estimates nothing
+    off = edgecnn("predict", art, folder, "--json", "--top-k", "10", "--target", "emulated:cortex-a76",
+                  "--no-pi-estimates", env=emulated_env)
+    assert off.code == 0 and off.json["predictions"] == r.json["predictions"], off
+    assert not {"pi_estimate", "pi_count", "pi_estimate_skipped"} & set(off.json), off.json
+    assert "est. Pi" not in render(off.json) and "Pi latency" not in render(off.json)
 
 
 def test_predict_imports_only_its_runtime(digits_artifacts, digit_pngs):

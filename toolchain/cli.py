@@ -326,15 +326,18 @@ def explain(art_dir, samples, data_dir, formats, alone, as_json, targets, remote
 @click.option("--classes", default=None, metavar="NAME,...",
               help="For artifact files made elsewhere: the class names, in output order.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@_pi_estimates_option
 @_target_options
-def predict(artifact, images, top_k, resize, divide_by, mean, std, classes, as_json, targets, remote_python,
-            ssh_config, accept_new, device_timeout, threads):
+def predict(artifact, images, top_k, resize, divide_by, mean, std, classes, as_json, pi_estimates, targets,
+            remote_python, ssh_config, accept_new, device_timeout, threads):
     """The most likely classes of image files (PNG, JPEG; folders searched), from one
     artifact with its own preprocessing. Runs here unless --target names one machine."""
     from .predict import predict as run_predict, render
     if len(targets) > 1:
         raise BadInput("predict runs on one --target at a time")
     (target,) = _targets(targets, threads, remote_python, ssh_config, accept_new, device_timeout)
+    if target.emulated:
+        target.estimates = pi_estimates
     doc = run_predict(Path(artifact), images, top_k, None if target.name == "local" else target, resize,
                       {"divide_by": divide_by, "mean": mean, "std": std},
                       classes.split(",") if classes else None, threads)
@@ -349,6 +352,12 @@ def inspect(artifact, as_json):
     from .inspect import describe, render
     info = describe(Path(artifact))
     click.echo(json.dumps(info) if as_json else render(info))
+
+
+_pi_estimates_option = click.option(
+    "--pi-estimates/--no-pi-estimates", default=True, show_default=True,
+    help="On emulated:cortex-a72 and -a76, count the instructions of a single inference and estimate its "
+         "latency on a real Pi 4 and Pi 5, with the calibration's error band.")
 
 
 def _validation_options(f):
@@ -378,9 +387,7 @@ def _validation_options(f):
         click.option("--emulated-samples", type=int, default=None, metavar="N",
                      help="Test images per artifact on emulated targets, which run about 125x slower than "
                           "this machine [default: 1000]."),
-        click.option("--pi-estimates/--no-pi-estimates", default=True, show_default=True,
-                     help="On emulated:cortex-a72 and -a76, count the instructions of a single inference "
-                          "and estimate its latency on a real Pi 4 and Pi 5, with the calibration's error band."),
+        _pi_estimates_option,
         click.option("--junit", type=click.Path(), default=None,
                      help="Write JUnit XML here: one test case per artifact and gate."),
         click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document."),

@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn.runtime.harness import MARK_FD
+
 from .errors import BadInput
 
 SOURCE = Path(__file__).with_name("qemu_count.c")
@@ -34,8 +36,15 @@ MATTR = "+neon,+fullfp16,+dotprod,+rdm,+rcpc,+crc,+aes,+sha2,+lse"
 
 
 def missing_tools() -> list[tuple[str, str, str]]:
-    """(tool, Debian package, what it is for) for each tool counting needs that is not here."""
-    return [t for t in TOOLS if shutil.which(t[0]) is None]
+    """(tool, Debian package, what it is for) for each tool counting needs that is not
+    here (.ci/run installs what this lists)."""
+    return [t for t in TOOLS if not _have(t[0])]
+
+
+def _have(tool: str) -> bool:
+    if tool == "cc":  # a compiler without the C library's headers cannot build the plugin
+        return shutil.which(tool) is not None and Path("/usr/include/stdio.h").is_file()
+    return shutil.which(tool) is not None
 
 
 def apt_hint(missing) -> str:
@@ -56,9 +65,15 @@ def plugin_path(root: Path) -> Path:
 
 
 def _built_for() -> str:
-    """What a built plugin is good for: this source, loaded by this QEMU."""
+    """What a built plugin is good for: this source and mark, loaded by this QEMU."""
     qemu = subprocess.run([QEMU_DYNAMIC, "--version"], capture_output=True, text=True, timeout=30).stdout
-    return f"{hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]} {(qemu.splitlines() or ['?'])[0]}"
+    source = hashlib.sha256(SOURCE.read_bytes() + _define().encode()).hexdigest()[:16]
+    return f"{source} {(qemu.splitlines() or ['?'])[0]}"
+
+
+def _define() -> str:
+    """The harness's region mark, the one place it is defined, given to the plugin's build."""
+    return f"-DMARK_FD={MARK_FD}"
 
 
 def plugin_ready(root: Path) -> bool:
@@ -84,7 +99,7 @@ def build_plugin(root: Path, check, log=None) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".qemu_count.", suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        proc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+        proc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", _define(), "-o", tmp, str(SOURCE)],
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no message"])[-1]

@@ -41,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edgecnn.runtime import RUNNERS, runner_class
+from edgecnn.runtime.harness import MARK_FD
 
 from . import counting
 from .errors import BadInput
@@ -434,7 +435,8 @@ def _counting(root: Path, log) -> dict:
 
 def _count_check(root: Path, plugin: Path) -> None:
     """One marked region counted on the board's Python, under the plugin just built."""
-    marks = "import os\nfor w in (1, 2):\n    try:\n        os.lseek(-4242, w, 0)\n    except OSError:\n        pass"
+    marks = (f"import os\nfor w in (1, 2):\n    try:\n        os.lseek({MARK_FD}, w, 0)\n"
+             "    except OSError:\n        pass")
     cmd, env = command("cortex-a72", ["-c", marks], root)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "count.txt"

@@ -18,11 +18,16 @@ The core models (written here: no library models these cores):
 """
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
+import inspect
 import json
 import re
 import statistics
 import subprocess
 import tempfile
+import textwrap
 from pathlib import Path
 
 from . import counting
@@ -138,6 +143,31 @@ def cycles(profile: counting.Profile, core: str) -> dict:
             "mix": dict(sorted(mix.items(), key=lambda kv: -kv[1]))}
 
 
+def _code(function) -> str:
+    """A function's code without its docstring and comments: what it computes."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    body = tree.body[0].body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body.pop(0)
+    return ast.unparse(tree)
+
+
+@functools.lru_cache(maxsize=1)
+def cycle_model() -> dict:
+    """What a calibration's corrections hold for: these core models (a digest of the code
+    and constants that turn a profile into milliseconds) and this machine's llvm-mca,
+    whose cortex-a72 schedule the A72's model is."""
+    code = "".join(_code(f) for f in (_a76_uses, a76_cycles, _for_mca, mca_cycles, cycles, memory_ms, model_ms))
+    code += repr((CORES, COVERAGE, MCA_ITERATIONS, A76_WIDTH, A76_PIPES, _VECTOR.pattern, _INT_MUL, _BRANCH,
+                  counting.MATTR))
+    try:
+        out = subprocess.run(["llvm-mca", "--version"], capture_output=True, text=True, timeout=30).stdout
+        mca = re.search(r"LLVM version (\S+)", out)[1]
+    except (OSError, subprocess.SubprocessError, TypeError):
+        mca = None
+    return {"digest": hashlib.sha256(code.encode()).hexdigest()[:16], "llvm_mca": mca}
+
+
 def calibration() -> dict:
     """The fitted corrections and their leave-one-out errors, per core, as
     benchmarks/pi_calibration.py wrote them; {} before it has run."""
@@ -147,19 +177,41 @@ def calibration() -> dict:
         return {}
 
 
+def memory_ms(core: str, weight_bytes: int) -> float:
+    """The time to stream weights that do not fit the core's last cache from DRAM."""
+    spec = CORES[core]
+    return weight_bytes / spec["dram_bytes_per_s"] * 1e3 if weight_bytes > spec["cache_bytes"] else 0.0
+
+
+def model_ms(core: str, cycles_per_inference: float, weight_bytes: int, ghz: float) -> float:
+    """Milliseconds before the correction: the modelled cycles at this clock, and the memory term."""
+    return cycles_per_inference / (ghz * 1e6) + memory_ms(core, weight_bytes)
+
+
 def estimate(core: str, cycles_per_inference: float, macs: int | None, weight_bytes: int, precision: str) -> dict:
     """Milliseconds on each board with this core, at each of its clocks: the modelled
     cycles and the memory term, scaled by the core's correction, with the band of its
     leave-one-out error and the lower bound of its peak MAC rate."""
     spec = CORES[core]
-    fit = calibration().get("cores", {}).get(core)
-    memory_s = weight_bytes / spec["dram_bytes_per_s"] if weight_bytes > spec["cache_bytes"] else 0.0
+    cal = calibration()
+    fit = cal.get("cores", {}).get(core)
+    fitted_to = cal.get("cycle_model") or {}
+    why = None
+    if not fit:
+        why = f"no calibration for {core} in {CALIBRATION.name} (benchmarks/pi_calibration.py in edgecnn's source writes it)"
+    elif fitted_to.get("digest") != cycle_model()["digest"]:
+        why = (f"{CALIBRATION.name} was fitted to another version of the core models: "
+               "benchmarks/pi_calibration.py --write fits it again")
+        fit = None
+    # the A72's cycles are llvm-mca's: another version may schedule them otherwise
+    caveat = (f"calibrated with llvm-mca {fitted_to.get('llvm_mca')}; this machine has {cycle_model()['llvm_mca']}"
+              if fit and core == "cortex-a72" and fitted_to.get("llvm_mca") != cycle_model()["llvm_mca"] else None)
     peak = spec["macs_per_cycle"][peak_kind(precision)]
     boards = {}
     for name, label, clocks in spec["boards"]:
         at = {}
         for ghz in clocks:
-            raw_ms = cycles_per_inference / (ghz * 1e6) + memory_s * 1e3
+            raw_ms = model_ms(core, cycles_per_inference, weight_bytes, ghz)
             # a file made elsewhere has no MAC count in a manifest, so no bound
             bound = None if macs is None else round(macs / (peak * ghz * 1e6), 4)
             entry = {"ghz": ghz, "model_ms": round(raw_ms, 4), "lower_bound_ms": bound}
@@ -170,10 +222,9 @@ def estimate(core: str, cycles_per_inference: float, macs: int | None, weight_by
                              band=err)
             at[f"{ghz:g}"] = entry
         boards[name] = {"board": label, "clocks": at}
-    return {"core": core, "model": spec["model"], "memory_ms": round(memory_s * 1e3, 4),
-            "calibrated": bool(fit), **({"band_from": fit["band_from"]} if fit and fit.get("band_from") else {}), 
-            **({"why_uncalibrated": f"no calibration for {core} in {CALIBRATION.name} (benchmarks/pi_calibration.py "
-                                    f"in edgecnn's source writes it)"} if not fit else {}),
+    return {"core": core, "model": spec["model"], "memory_ms": round(memory_ms(core, weight_bytes), 4),
+            "calibrated": bool(fit), **({"band_from": fit["band_from"]} if fit and fit.get("band_from") else {}),
+            **({"why_uncalibrated": why} if why else {}), **({"caveat": caveat} if caveat else {}),
             "boards": boards}
 
 

@@ -129,7 +129,8 @@ def render(doc: dict) -> str:
         name, at = shown
         bound = f"; lower bound {at['lower_bound_ms']:.3g} ms" if at["lower_bound_ms"] is not None else ""
         lines.append(f"{pi_latency.column(name)} at {at['ghz']:g} GHz: {pi_latency.cell(at)}, one image at batch 1, "
-                     f"band ±{at['band']:.0%}{bound}")
+                     f"band ±{at['band']:.0%}{bound}" + (f" ({doc['pi_estimate']['caveat']})"
+                                                          if doc["pi_estimate"].get("caveat") else ""))
     elif doc.get("pi_estimate"):
         lines.append(f"no Pi latency estimate: {doc['pi_estimate']['why_uncalibrated']}")
     elif doc.get("pi_estimate_skipped") or (doc.get("pi_count") or {}).get("error"):

@@ -7,7 +7,8 @@
  *     qemu-aarch64 -plugin qemu_count.so ...
  *
  * The guest marks a region with a system call that fails harmlessly on any Linux:
- * lseek(-4242, 1, 0) starts one and lseek(-4242, 2, 0) ends it. Every translation block
+ * lseek(MARK_FD, 1, 0) starts one and lseek(MARK_FD, 2, 0) ends it, where MARK_FD, a
+ * descriptor that cannot exist, is runtime/harness.py's, given to the compiler (-D). Every translation block
  * counts its executions inline; at a mark the counts are read, so a region's number is
  * exact and costs nothing outside the marks. At exit, written to $EDGECNN_COUNT_OUT:
  *     region INSNS                       one line per region, in order
@@ -45,7 +46,9 @@ size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *);
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 
-#define MARK_FD -4242
+#ifndef MARK_FD
+#error "build with -DMARK_FD=<runtime/harness.py's MARK_FD>"
+#endif
 #define SYS_LSEEK_AARCH64 62
 #define MAX_REGIONS 64
 

@@ -121,9 +121,13 @@ def estimates_line(doc: dict) -> str | None:
     failed = next((r for r in doc["results"] if (r.get("pi_count") or {}).get("error")), None)
     if failed:
         seen["!"] = f"{_name(failed)} on {failed['target']}: counted, but no estimate: {failed['pi_count']['error']}"
-    uncalibrated = any(r.get("pi_estimate") and not r["pi_estimate"]["calibrated"] for r in doc["results"])
+    estimates = [r["pi_estimate"] for r in doc["results"] if r.get("pi_estimate")]
+    uncalibrated = next((e for e in estimates if not e["calibrated"]), None)
     if uncalibrated:
-        seen["?"] = "instructions were counted, but no calibration is installed (benchmarks/pi_calibration.py)"
+        seen["?"] = f"instructions were counted, but not made milliseconds: {uncalibrated['why_uncalibrated']}"
+    caveat = next((e["caveat"] for e in estimates if e.get("caveat")), None)
+    if caveat:
+        seen["~"] = caveat
     return "; ".join(seen.values()) or None
 
 
