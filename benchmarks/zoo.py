@@ -32,10 +32,14 @@ def _cli(args: list, out: Path) -> dict:
     except (OSError, ValueError):
         pass
     proc = subprocess.run([EDGECNN, *map(str, args), "--json"], capture_output=True, text=True)
-    if proc.returncode not in (0, 1):  # 1: a gate failed, which the tables show
-        raise SystemExit(f"edgecnn {' '.join(map(str, args[:2]))} failed: {proc.stderr.strip()[-500:]}")
+    try:  # 1 with a result: a gate failed, which the tables show
+        if proc.returncode not in (0, 1):
+            raise ValueError
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        raise SystemExit(f"edgecnn {' '.join(map(str, args[:2]))} failed: {proc.stderr.strip()[-500:]}") from None
     out.write_text(proc.stdout)
-    return json.loads(proc.stdout)
+    return doc
 
 
 def run_one(work: Path, fw: str, model: str, dataset: str, epochs: int, data_dir) -> tuple[dict, dict, dict]:

@@ -313,6 +313,12 @@ def explain(art_dir, samples, data_dir, formats, alone, as_json, targets, remote
     click.echo(json.dumps(doc) if as_json else table(doc))
 
 
+_pi_estimates_option = click.option(
+    "--pi-estimates/--no-pi-estimates", default=True, show_default=True,
+    help="On emulated:cortex-a72 and -a76, count the instructions of a single inference and estimate its "
+         "latency on a real Pi 4 and Pi 5, with the calibration's error band.")
+
+
 @cli.command()
 @click.argument("artifact", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
@@ -352,12 +358,6 @@ def inspect(artifact, as_json):
     from .inspect import describe, render
     info = describe(Path(artifact))
     click.echo(json.dumps(info) if as_json else render(info))
-
-
-_pi_estimates_option = click.option(
-    "--pi-estimates/--no-pi-estimates", default=True, show_default=True,
-    help="On emulated:cortex-a72 and -a76, count the instructions of a single inference and estimate its "
-         "latency on a real Pi 4 and Pi 5, with the calibration's error band.")
 
 
 def _validation_options(f):
