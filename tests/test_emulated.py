@@ -2,6 +2,7 @@
 the same artifacts must give the same answers on their kernels as here, and a broken ARM
 kernel must be caught."""
 import os
+from pathlib import Path
 
 from conftest import FAST_BENCH, assert_bad_input, edgecnn
 
@@ -41,7 +42,6 @@ def test_setting_up_again_keeps_the_opt_in_and_a_killed_one_is_cleared(emulated_
     """No download: a current stamp is all the base setup reads of an extra."""
     import json
     import shutil
-    from pathlib import Path
     from edgecnn.toolchain import emulation
     root = tmp_path / "emulated"
     shutil.copytree(Path(emulated_env["XDG_CACHE_HOME"]) / "edgecnn" / "emulated", root, symlinks=True,
@@ -69,6 +69,10 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_torch, mnist_ar
     setup = emulated_torch["setup"]
     assert setup["reused"] is True and setup["extras"]["torch"]["reused"] is False
     assert "GB to download" in emulated_torch["announced"] and setup["extras"]["torch"]["download_bytes"] > 1e9
+    # installed with its bytecode, for the board's Python: an emulated import compiles nothing
+    from edgecnn.toolchain.emulation import BOARD_PYTHON
+    site = Path(setup["extras"]["torch"]["root"])
+    assert (site / "torch" / "__pycache__" / f"__init__.cpython-{BOARD_PYTHON.replace('.', '')}.pyc").is_file(), site
     env = emulated_torch["env"]
     doctor = {t["target"]: t["detail"] for t in edgecnn("doctor", "--json", env=env).json["targets"]
               if t["target"].startswith("emulated:cortex")}
