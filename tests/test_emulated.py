@@ -49,6 +49,8 @@ def test_setting_up_again_keeps_the_opt_in_and_a_killed_one_is_cleared(emulated_
     site = emulation.extra_site("torch", root)
     site.mkdir()
     (site / emulation.STAMP).write_text(json.dumps({"versions": emulation.extra_versions("torch")}))
+    assert emulation.status(root)["extras"] == {"torch": False}  # from before its bytecode: set up again
+    (site / emulation.STAMP).write_text(json.dumps(emulation.extra_stamp("torch")))
     assert emulation.status(root)["extras"] == {"torch": True}
     assert str(site) in emulation.command("cortex-a72", [], root)[1]["PYTHONPATH"]
     emulation.setup(force=True, root=root, log=lambda _: None)  # the base again, from nothing

@@ -156,13 +156,14 @@ def wanted_versions() -> dict:
 
 def _ready_extras(root: Path) -> list[str]:
     """The opt-in extras provisioned in `root` at this host's versions."""
-    return [name for name in extras() if _stamped(extra_site(name, root) / STAMP, lambda n=name: extra_versions(n))]
+    return [name for name in extras() if _stamped(extra_site(name, root) / STAMP, lambda n=name: extra_stamp(n))]
 
 
-def _stamped(stamp: Path, versions) -> bool:
-    """Whether the stamp records these versions (False when they are unknown here)."""
+def _stamped(stamp: Path, wanted) -> bool:
+    """Whether the stamp records every field of wanted() (False when they are unknown here)."""
     try:
-        return json.loads(stamp.read_text()).get("versions") == versions()
+        held = json.loads(stamp.read_text())
+        return all(held.get(key) == value for key, value in wanted().items())
     except (OSError, ValueError, AttributeError, BadInput):
         return False
 
@@ -171,7 +172,7 @@ def status(root: Path | None = None) -> dict:
     """What doctor shows: is QEMU there, is the environment provisioned and current, and
     which opt-in extras it has."""
     root = root or cache_root()
-    info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, wanted_versions)}
+    info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, lambda: {"versions": wanted_versions()})}
     ready = _ready_extras(root) if info["provisioned"] else []
     info["extras"] = {name: name in ready for name in extras()}
     info["counting"] = counting.why_not() or (None if counting.plugin_ready(root) else
@@ -300,6 +301,17 @@ def extra_versions(name: str) -> dict:
     return _host_versions(wheels(name))
 
 
+# How an extra's site is laid out. A site stamped with another layout (or none: those
+# installed before 2026-11-24 hold no bytecode, and each emulated import compiled torch's
+# Python again) is set up anew, as a site of other versions is.
+EXTRA_LAYOUT = "bytecode"
+
+
+def extra_stamp(name: str) -> dict:
+    """What a current extra's stamp records: the host's versions, in the current layout."""
+    return {"versions": extra_versions(name), "layout": EXTRA_LAYOUT}
+
+
 def extra_hint(name: str) -> str:
     return f"`edgecnn device setup emulated --with {name}`"
 
@@ -351,7 +363,7 @@ def setup_extra(name: str, force: bool = False, root: Path | None = None, log=No
                   "--compile-bytecode", "-r", str(lock)], f"installing {lock.stem}")
         shutil.rmtree(work)
         _smoke(root, log, extra=name, site=tmp / "site")
-        (tmp / "site" / STAMP).write_text(json.dumps({"versions": versions, "download_bytes": size}, indent=2) + "\n")
+        (tmp / "site" / STAMP).write_text(json.dumps(dict(extra_stamp(name), download_bytes=size), indent=2) + "\n")
         old = tmp / "old"
         if site.exists():
             os.replace(site, old)
