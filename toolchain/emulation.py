@@ -154,6 +154,11 @@ def wanted_versions() -> dict:
     return {"python": BOARD_PYTHON, "wheels": _host_versions(wheels()), "packages": len(PACKAGES)}
 
 
+def _base_stamp() -> dict:
+    """What a current environment's stamp records."""
+    return {"versions": wanted_versions()}
+
+
 def _ready_extras(root: Path) -> list[str]:
     """The opt-in extras provisioned in `root` at this host's versions."""
     return [name for name in extras() if _stamped(extra_site(name, root) / STAMP, lambda n=name: extra_stamp(n))]
@@ -172,7 +177,7 @@ def status(root: Path | None = None) -> dict:
     """What doctor shows: is QEMU there, is the environment provisioned and current, and
     which opt-in extras it has."""
     root = root or cache_root()
-    info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, lambda: {"versions": wanted_versions()})}
+    info = {"qemu": qemu(), "root": str(root), "provisioned": _stamped(root / STAMP, _base_stamp)}
     ready = _ready_extras(root) if info["provisioned"] else []
     info["extras"] = {name: name in ready for name in extras()}
     info["counting"] = counting.why_not() or (None if counting.plugin_ready(root) else
@@ -339,7 +344,8 @@ def setup_extra(name: str, force: bool = False, root: Path | None = None, log=No
     """Add an opt-in extra to the provisioned environment (setup() first), or reuse it."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     root = root or cache_root()
-    versions = extra_versions(name)
+    stamp = extra_stamp(name)
+    versions = stamp["versions"]
     site = extra_site(name, root)
     if not force and status(root)["extras"][name]:
         return {"root": str(site), "reused": True, "seconds": 0.0, "versions": versions}
@@ -363,7 +369,7 @@ def setup_extra(name: str, force: bool = False, root: Path | None = None, log=No
                   "--compile-bytecode", "-r", str(lock)], f"installing {lock.stem}")
         shutil.rmtree(work)
         _smoke(root, log, extra=name, site=tmp / "site")
-        (tmp / "site" / STAMP).write_text(json.dumps(dict(extra_stamp(name), download_bytes=size), indent=2) + "\n")
+        (tmp / "site" / STAMP).write_text(json.dumps(dict(stamp, download_bytes=size), indent=2) + "\n")
         old = tmp / "old"
         if site.exists():
             os.replace(site, old)
@@ -394,7 +400,8 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
     root = root or cache_root()
     if qemu() is None:
         raise BadInput(f"QEMU user-mode emulation is not installed; {QEMU_HINT}")
-    versions = wanted_versions()
+    stamp = _base_stamp()
+    versions = stamp["versions"]
     if not force and status(root)["provisioned"]:
         return {"root": str(root), "reused": True, "seconds": 0.0, "versions": versions,
                 "counting": _counting(root, log)}
@@ -413,7 +420,7 @@ def setup(force: bool = False, root: Path | None = None, log=None) -> dict:
             (cpu_root / "proc").mkdir(exist_ok=True)
             (cpu_root / "proc" / "cpuinfo").write_text(cpuinfo(model))
         shutil.rmtree(work)
-        (tmp / STAMP).write_text(json.dumps({"versions": versions}, indent=2) + "\n")
+        (tmp / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         _smoke(tmp, log)
         old = None
         for name in extras():  # an opt-in extra is kept: its own stamp says whether it is current
