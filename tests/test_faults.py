@@ -19,6 +19,15 @@ from conftest import EDGECNN, FAST_BENCH, edgecnn
 KILL_AT = (0.2, 0.55, 0.95)
 
 
+@pytest.fixture(autouse=True)
+def killed_scratch(tmp_path, monkeypatch):
+    """A process killed with SIGKILL cannot remove its scratch folder (validate's is in
+    TMPDIR): the commands of these tests keep theirs under the test's own folder."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+
+
 def run_killed_at(args, delay: float) -> int | None:
     """Start the CLI and SIGKILL it after `delay` seconds; its exit status if it had
     already finished, else None."""
