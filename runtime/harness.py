@@ -13,9 +13,10 @@ runtime that crashes takes down only its own row. The job is JSON:
                        tensor the runtime exposes for "images", saved by save_taps),
      "predict": true (optional: instead of timing and scoring, only the logits of
                       "images", to "logits_out"),
-     "count": N (optional: after timing and scoring, N more single inferences of
-                 "sample", each between region marks that an instruction-counting
-                 emulator reads; see mark_region),
+     "count": N (optional: after timing and scoring, N regions of inferences of
+                 "sample" (the runner's count_window in each, mostly one), each
+                 between marks that an instruction-counting emulator reads; see
+                 mark_region; the result then has "regions" and "inferences_per_region"),
      "count_only": true (optional: with "count", nothing else: not timed, not scored)}
 
 and the result, written to "out" (stdout when absent), is one JSON object whose
@@ -85,14 +86,13 @@ def run_job(job: dict) -> dict:
                 check_input(runner, images.shape[1:])
                 save_atomic(job["logits_out"], infer_all(runner, images, job["scaling"]))
                 if job.get("count"):  # the first image, counted as a validate row's sample is
-                    count_regions(runner, scale(images[:1], job["scaling"]), int(job["count"]))
-                    result["regions"] = int(job["count"])
+                    result.update(count_regions(runner, scale(images[:1], job["scaling"]), int(job["count"])))
                 return dict(result, status="ok", runtime_version=runner.version)
             sample = scale(data["sample"], job["scaling"])
             check_input(runner, sample.shape[1:])
             if job.get("count_only"):
-                count_regions(runner, sample, int(job["count"]))
-                return dict(result, status="ok", runtime_version=runner.version, regions=int(job["count"]))
+                result.update(count_regions(runner, sample, int(job["count"])))
+                return dict(result, status="ok", runtime_version=runner.version)
             b = job.get("bench", {})
             before = devicestate.read()
             result.update(bench(runner, sample, **b))
@@ -105,8 +105,7 @@ def run_job(job: dict) -> dict:
             if job.get("logits_out"):
                 save_atomic(job["logits_out"], logits)
             if job.get("count"):  # last, so that nothing else runs in a counted region
-                count_regions(runner, sample, int(job["count"]))
-                result["regions"] = int(job["count"])
+                result.update(count_regions(runner, sample, int(job["count"])))
     except RuntimeMissing as e:
         return dict(result, status="skipped", reason=f"{e.runtime} is not installed", hint=e.hint)
     except ArtifactError as e:
@@ -132,22 +131,26 @@ def mark_region(start: bool) -> None:
         pass
 
 
-def count_regions(runner, sample, regions: int, warmup: int = 3) -> None:
-    """Single inferences as the benchmark times them (the runtime's run on a prepared
-    input), each in a region of its own, after a warm-up that allocates and caches."""
+def count_regions(runner, sample, regions: int, warmup: int = 3) -> dict:
+    """Inferences as the benchmark times them (the runtime's run on a prepared input),
+    `runner.count_window` of them in each region, after a warm-up that allocates and
+    caches; what the result records of them."""
     import gc
     runner.load()
     native = runner.prepare(sample)
     for _ in range(warmup):
         runner.run(native)
+    window = runner.count_window
     gc.disable()  # a collection that falls inside one region and not another is not the model's
     try:
         for _ in range(regions):
             mark_region(True)
-            runner.run(native)
+            for _ in range(window):
+                runner.run(native)
             mark_region(False)
     finally:
         gc.enable()
+    return {"regions": regions, "inferences_per_region": window}
 
 
 def umask() -> int:

@@ -66,6 +66,8 @@ class Runner:
     package = ""  # the Python package that is the runtime
     hint = ""     # how to install it
     preload: tuple[str, ...] = ()  # modules to import before forking loaders (sandbox.py); () means package
+    count_window = 1  # inferences in one counted region (harness.count_regions): more where the
+                      # runtime's work per inference repeats only over a cycle of several
 
     def __init__(self, path, threads: int = 1):
         self.path = Path(path)

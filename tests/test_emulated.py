@@ -97,12 +97,11 @@ def test_mnist_artifacts_answer_the_same_on_pi4_and_pi5(emulated_torch, mnist_ar
             assert x["host_max_abs_diff"] <= 1e-4, x
         # emulated time is kept under its own name, never beside real latencies
         assert "latency_ms" not in x and x["emulated_latency_ms"]["p50"] > 0
-        # the instructions of one warmed inference, counted three times, repeat within 0.5 %
+        # the instructions of a warmed inference, counted three times, repeat within 0.5 % (a
+        # .ptl's regions span qnnpack's cycle of 4 inferences, whose paths differ)
         count = x["pi_count"]
-        low, mid, high = sorted(count["regions"])
-        assert min(mid - low, high - mid) <= 0.005 * mid and count["cycles"] > 0, count  # the median repeats
-        if (x["format"], x["precision"]) != ("ptl", "int8"):  # qnnpack: one inference in ~4 is 7 % shorter
-            assert count["spread"] <= 0.005, count
+        assert count["inferences_per_region"] == (4 if x["format"] == "ptl" else 1), count
+        assert len(count["regions"]) == 3 and count["spread"] <= 0.005 and count["cycles"] > 0, count
         est = x["pi_estimate"]
         assert est["calibrated"] and est["core"] == x["target"].split(":")[1], est
         for board in est["boards"].values():

@@ -42,6 +42,11 @@ def test_the_profile_is_read_back_and_a_block_translated_twice_counts_once(tmp_p
     assert asm[fmla] == "fmla v0.4s, v1.4s, v2.4s" and asm[ret] == "ret"
     model = pi_latency.cycles(profile, "cortex-a76")
     assert model["instructions"] == 15 and model["mix"]["fmla.4s"] == 5
+    # regions of 3 inferences each (a runner's count_window): the same profile per inference
+    one = counting.Profile([10, 10], {k: n / 3 for k, n in profile.blocks.items()})
+    assert profile.per_inference(3) == one and profile.per_inference(1) is profile
+    each = pi_latency.cycles(profile.per_inference(3), "cortex-a76")
+    assert each["instructions"] == 5 and abs(each["cycles"] - model["cycles"] / 3) < 1e-9
 
 
 def test_a_missing_tool_is_named_with_the_apt_command(monkeypatch):

@@ -130,8 +130,15 @@ class Profile:
     """What the plugin wrote: the instructions of each region, and each translation
     block that ran inside them (its instruction words, and its executions summed over
     the regions)."""
-    regions: list[int]
-    blocks: dict[tuple[int, ...], int] = field(default_factory=dict)
+    regions: list[float]
+    blocks: dict[tuple[int, ...], float] = field(default_factory=dict)
+
+    def per_inference(self, inferences_per_region: int) -> "Profile":
+        """The same profile for one inference, where each region held several."""
+        k = inferences_per_region
+        if k == 1:
+            return self
+        return Profile([r / k for r in self.regions], {words: n / k for words, n in self.blocks.items()})
 
     @property
     def per_region(self) -> float:

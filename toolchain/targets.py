@@ -36,7 +36,8 @@ from .errors import BadInput
 HARNESS_TIMEOUT_S = 900
 EMULATED_SAMPLES = 1000   # test images per artifact under emulation (about 125x slower than native)
 EMULATED_BENCH = {"min_runs": 20, "min_seconds": 0.0, "warmup": 2}  # emulated time is not a device's
-COUNTED_REGIONS = 3  # single inferences counted per artifact for a Pi latency estimate: their median
+COUNTED_REGIONS = 3  # regions counted per artifact for a Pi latency estimate (one inference each,
+                     # or the runner's count_window): the median, per inference
 KNOWN = ("local", *(f"emulated:{m}" for m in emulation.OFFERED), "ssh://user@host[:port]")
 
 
@@ -211,24 +212,25 @@ class EmulatedTarget(HarnessTarget):
             result = super().run(job, workdir)
             why = f"the counting QEMU could not run it ({failed})"
         if result.get("status") == "ok" and result.get("regions"):
-            result["pi_count"] = self._counted(workdir / COUNT_FILE)
+            result["pi_count"] = self._counted(workdir / COUNT_FILE, result.get("inferences_per_region", 1))
         elif result.get("status") == "ok" and wanted:  # the user is told why there is no estimate
             result["pi_estimate_skipped"] = why or "the harness counted no inference"
         self._counting = False
         return result
 
-    def _counted(self, path: Path) -> dict:
-        """The counted regions, and the cycles the core's model makes of them."""
+    def _counted(self, path: Path, inferences_per_region: int = 1) -> dict:
+        """The counted regions, and the cycles the core's model makes of them, per inference."""
         from . import counting
         try:
-            profile = counting.read_profile(path)
+            profile = counting.read_profile(path).per_inference(inferences_per_region)
             if not profile.regions:
                 return {"error": "the counting plugin saw no marked inference"}
             median, spread = pi_latency.median_spread(profile.regions)
             model = pi_latency.cycles(profile, self.cpu)
         except (BadInput, RuntimeError, OSError, subprocess.SubprocessError) as e:
             return {"error": str(e)}
-        return {"regions": profile.regions, "instructions": median, "spread": round(spread, 6),
+        return {"regions": [round(r) for r in profile.regions], "inferences_per_region": inferences_per_region,
+                "instructions": round(median), "spread": round(spread, 6),
                 "cycles": round(model["cycles"]), "modelled_share": round(model["modelled_share"], 4),
                 "mix": {k: round(v) for k, v in list(model["mix"].items())[:12]}}
 
