@@ -14,7 +14,7 @@ runtime that crashes takes down only its own row. The job is JSON:
      "predict": true (optional: instead of timing and scoring, only the logits of
                       "images", to "logits_out"),
      "count": N (optional: after timing and scoring, N regions of inferences of
-                 "sample" (the runner's count_window in each, mostly one), each
+                 "sample", the runner's count_window of them in each, each region
                  between marks that an instruction-counting emulator reads; see
                  mark_region; the result then has "regions" and "inferences_per_region"),
      "count_only": true (optional: with "count", nothing else: not timed, not scored)}

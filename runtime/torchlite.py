@@ -45,9 +45,9 @@ class TorchLiteRunner(Runner):
     preload = ("torch.jit.mobile",)
     # int8 on qnnpack: a convolution rebuilds its indirection buffer (pointers to its input
     # pixels) unless its input tensor is where the previous call's was, which the allocator
-    # decides in a cycle of inferences: under the counting emulator one in 4 is 7 % shorter
-    # for the seed CNN, every other one 2 % shorter for the zoo's mobilenet. A counted
-    # region spans 4 inferences, a whole cycle of either, and is their mean.
+    # decides in a cycle of inferences (2 or 4 measured; the README's estimates section). A
+    # counted region spans 4 inferences, a whole cycle, and counts their mean; fp32 .ptl
+    # files, which repeat anyway, are counted the same way.
     count_window = 4
 
     @classmethod

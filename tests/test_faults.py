@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,12 +21,14 @@ KILL_AT = (0.2, 0.55, 0.95)
 
 
 @pytest.fixture(autouse=True)
-def killed_scratch(tmp_path, monkeypatch):
+def killed_scratch(monkeypatch):
     """A process killed with SIGKILL cannot remove its scratch folder (validate's is in
-    TMPDIR): the commands of these tests keep theirs under the test's own folder."""
-    scratch = tmp_path / "tmpdir"
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
+    TMPDIR): the commands of these tests get a TMPDIR of their own, removed after the
+    test (a short path: sockets made under it must fit 108 bytes)."""
+    scratch = tempfile.mkdtemp(prefix="edgecnn-faults-")
+    monkeypatch.setenv("TMPDIR", scratch)
+    yield
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_killed_at(args, delay: float) -> int | None:

@@ -2,7 +2,7 @@
 
 The dynamic `qemu-aarch64` of Debian's qemu-user loads TCG plugins; edgecnn's own
 (qemu_count.c, beside this file) is compiled at provisioning with the system C compiler
-into the emulated cache. The harness marks each warmed single inference as a region
+into the emulated cache. The harness marks warmed inferences as regions
 (runtime/harness.py, `count` jobs); the plugin writes what ran inside the regions: the
 instruction count of each region and every translation block executed there, with its
 execution count and its instruction words. `llvm-mc` turns the words back into

@@ -247,7 +247,7 @@ def cell(entry: dict) -> str:
     return f"{entry['ms']:.3g} ({lo:.2g}–{hi:.2g})"
 
 
-def median_spread(counts: list[int]) -> tuple[float, float]:
+def median_spread(counts: list[float]) -> tuple[float, float]:
     """The median of repeated counts and their spread, (max - min) / median."""
     mid = statistics.median(counts)
     return mid, (max(counts) - min(counts)) / mid if mid else 0.0

@@ -200,7 +200,7 @@ class EmulatedTarget(HarnessTarget):
     def run(self, job, workdir):
         (workdir / COUNT_FILE).unlink(missing_ok=True)
         # a validation row or a prediction is counted (explain's layer taps are not), in
-        # the same process: the counting QEMU runs the row, then three more inferences
+        # the same process: the counting QEMU runs the row, then three more regions
         wanted = self.estimates and self.cpu in pi_latency.CORES and not job.get("taps_out")
         why = self.why_no_estimate() if wanted else None
         self._counting = wanted and why is None
@@ -211,25 +211,29 @@ class EmulatedTarget(HarnessTarget):
             self._counting = False
             result = super().run(job, workdir)
             why = f"the counting QEMU could not run it ({failed})"
-        if result.get("status") == "ok" and result.get("regions"):
-            result["pi_count"] = self._counted(workdir / COUNT_FILE, result.get("inferences_per_region", 1))
+        # what the harness counted is told once, in pi_count
+        regions, per_region = result.pop("regions", None), result.pop("inferences_per_region", 1)
+        if result.get("status") == "ok" and regions:
+            result["pi_count"] = self._counted(workdir / COUNT_FILE, per_region)
         elif result.get("status") == "ok" and wanted:  # the user is told why there is no estimate
             result["pi_estimate_skipped"] = why or "the harness counted no inference"
         self._counting = False
         return result
 
     def _counted(self, path: Path, inferences_per_region: int = 1) -> dict:
-        """The counted regions, and the cycles the core's model makes of them, per inference."""
+        """The counted regions as the plugin wrote them, and per inference their median
+        and the cycles the core's model makes of them."""
         from . import counting
         try:
-            profile = counting.read_profile(path).per_inference(inferences_per_region)
-            if not profile.regions:
+            counted = counting.read_profile(path)
+            if not counted.regions:
                 return {"error": "the counting plugin saw no marked inference"}
+            profile = counted.per_inference(inferences_per_region)
             median, spread = pi_latency.median_spread(profile.regions)
             model = pi_latency.cycles(profile, self.cpu)
         except (BadInput, RuntimeError, OSError, subprocess.SubprocessError) as e:
             return {"error": str(e)}
-        return {"regions": [round(r) for r in profile.regions], "inferences_per_region": inferences_per_region,
+        return {"regions": counted.regions, "inferences_per_region": inferences_per_region,
                 "instructions": round(median), "spread": round(spread, 6),
                 "cycles": round(model["cycles"]), "modelled_share": round(model["modelled_share"], 4),
                 "mix": {k: round(v) for k, v in list(model["mix"].items())[:12]}}
