@@ -63,10 +63,11 @@ def test_junit_cases_carry_value_and_limit_and_pipeline_names_its_file(tmp_path)
 
 
 def test_device_timeout(digits_artifacts):
-    r = edgecnn("validate", digits_artifacts, "--formats", "onnx", "--precisions", "fp32", "--device-timeout", "0.2",
+    # 1 ms: no harness starts its Python in less (0.2 s was once not long enough to fail)
+    r = edgecnn("validate", digits_artifacts, "--formats", "onnx", "--precisions", "fp32", "--device-timeout", "0.001",
                 *FAST_BENCH)
     assert r.code == 2, r
-    assert "ran past 0.2 s on local (--device-timeout)" in r.err
+    assert "ran past 0.001 s on local (--device-timeout)" in r.err
     assert_bad_input(edgecnn("validate", digits_artifacts, "--device-timeout", "0"), "--device-timeout")
     assert_bad_input(edgecnn("validate", digits_artifacts, "--emulated-samples", "0"), "--emulated-samples")
 
