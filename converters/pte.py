@@ -64,7 +64,47 @@ def _quantizer(ranges: str, scales: str, floats: dict):
 
     def quantized(node) -> bool:  # (the quantizer's set_module_name refuses None: "not supported yet")
         return not any(path in floated for path, _ in (node.meta.get("nn_module_stack") or {}).values())
-    return XNNPACKQuantizer().set_global(config).set_filter_function(quantized)
+
+    class Quantizer(XNNPACKQuantizer):
+        def annotate(self, model):
+            _observe_after_clamp(model, config, quantized)
+            return super().annotate(model)
+    return Quantizer().set_global(config).set_filter_function(quantized)
+
+
+def _observe_after_clamp(model, config, keep) -> None:
+    """A conv2d or linear whose only reader is a clamp (relu6: aten.hardtanh) annotated
+    as one op whose int8 output is observed after the clamp, as XNNPACK runs it (the clamp
+    fused into the op) and as TFLite's converter and ONNX Runtime's quantizer observe it.
+    XNNPACK's quantizer fuses only relu this way: a relu6 network's outputs are otherwise
+    observed before the clamp, so half of each int8 range covers negative values that the
+    clamp sets to 0, and every activation has twice the step it needs (on the zoo's
+    mobilenet, top-1 agreement with fp32 99.1 % against 99.6 %). Written here: neither
+    ExecuTorch nor torchao has an annotator for this pattern."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+        Q_ANNOTATION_KEY, _mark_nodes_as_annotated, get_bias_qspec, get_input_act_qspec,
+        get_output_act_qspec, get_weight_qspec)
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    aten = torch.ops.aten
+    for clamp in model.graph.nodes:
+        if clamp.op != "call_function" or clamp.target not in (aten.hardtanh.default, aten.hardtanh_.default):
+            continue
+        op = clamp.args[0]
+        if (getattr(op, "target", None) not in (aten.conv2d.default, aten.linear.default)
+                or len(op.users) != 1 or Q_ANNOTATION_KEY in op.meta):
+            continue
+        bias = op.args[2] if len(op.args) > 2 and isinstance(op.args[2], torch.fx.Node) else None
+        part = [clamp, op, op.args[1]] + ([bias] if bias is not None else [])
+        if not all(keep(n) for n in part):
+            continue
+        inputs = {op.args[0]: get_input_act_qspec(config), op.args[1]: get_weight_qspec(config)}
+        if bias is not None:
+            inputs[bias] = get_bias_qspec(config)
+        op.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=inputs, _annotated=True)
+        clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=get_output_act_qspec(config),
+                                                              _annotated=True)
+        _mark_nodes_as_annotated(part)
 
 
 def _calibrated(model, calib_nchw, quantizer):

@@ -92,3 +92,32 @@ def test_a_float_layer_stays_float_and_the_rest_int8(digits_run, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["artifacts"][0]["notes"]["float_layers"] == ["conv1"]
     r = edgecnn("validate", out, "--json", *FAST_BENCH)
     assert r.code == 0 and r.json["results"][0]["status"] == "pass", r
+
+
+def test_relu6_outputs_are_observed_after_their_clamp():
+    """XNNPACK's quantizer fuses only relu into the conv before it; edgecnn's annotates a
+    conv and its relu6 (aten.hardtanh) as one op, so each relu6 output is quantized on a
+    range that starts at 0 (zero point -128) and ends at 6 at most, with no int8 step
+    between the conv and its clamp. A float layer keeps its float weights."""
+    import torch
+    from edgecnn.converters import pte
+    from edgecnn.runtime.evaluate import nchw
+    from edgecnn.toolchain import convert, models
+    spec = models.ModelSpec("mobilenet", (8, 8, 1), [str(i) for i in range(10)], width=0.5)
+    relu6 = [n["name"] for n in spec.graph.nodes if n["op"] == "relu6"]
+    calib = torch.from_numpy(nchw(np.random.default_rng(0).random((20, 8, 8, 1), np.float32)))
+    for floats in ({}, {"stem": spec.graph.folded_chain("stem")}):
+        made = pte._calibrated(convert.BUILDERS["torch"](spec), calib, pte._quantizer("histogram", "per-channel", floats))
+        q = torch.ops.quantized_decomposed.quantize_per_tensor.default  # (registered by torchao)
+        clamps = [n for n in made.graph.nodes if n.target == torch.ops.aten.hardtanh.default]
+        assert len(clamps) == len(relu6) > 5
+        for clamp in clamps:
+            stem = list(clamp.meta["nn_module_stack"].values())[-1][0] == "stem_relu6"
+            assert clamp.args[0].target == torch.ops.aten.conv2d.default, clamp.args[0]
+            weight = clamp.args[0].args[1]
+            assert (weight.op == "get_attr") == (stem and bool(floats)), weight  # a float layer's, else a dequantize
+            if stem and floats:
+                continue
+            outs = [u for u in clamp.users if u.target == q]
+            assert outs and all(u.args[2] == -128 and u.args[1] <= 6 / 255 * (1 + 1e-6) for u in outs), \
+                [(u.args[1], u.args[2]) for u in outs]
