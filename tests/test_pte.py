@@ -121,3 +121,27 @@ def test_relu6_outputs_are_observed_after_their_clamp():
             outs = [u for u in clamp.users if u.target == q]
             assert outs and all(u.args[2] == -128 and u.args[1] <= 6 / 255 * (1 + 1e-6) for u in outs), \
                 [(u.args[1], u.args[2]) for u in outs]
+
+
+def test_a_functional_relu6_after_a_linear_layer_is_observed_after_it_too(tmp_path):
+    """F.relu6 is captured as aten.relu6, nn.ReLU6 as hardtanh; after a conv or a linear
+    layer, both are quantized from 0, and the file stays one delegate call."""
+    import torch
+    import torch.nn.functional as F
+    from edgecnn.converters import pte
+
+    class Mine(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc, self.out = torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(144, 16), torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.out(F.relu6(self.fc(torch.flatten(F.relu6(self.conv(x)), 1))))
+    calib = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    made = pte._calibrated(Mine().eval(), calib, pte._quantizer("histogram", "per-channel", {}))
+    q = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    clamps = {n.args[0].target: [u.args[2] for u in n.users if u.target == q]
+              for n in made.graph.nodes if n.target == torch.ops.aten.relu6.default}
+    assert clamps == {torch.ops.aten.conv2d.default: [-128], torch.ops.aten.linear.default: [-128]}, clamps
+    meta = pte.export(Mine().eval(), "int8", calib.numpy().transpose(0, 2, 3, 1), tmp_path / "m.pte", {})
+    assert meta["notes"]["delegated_calls"] == 1 and meta["notes"]["portable_ops"] == {}, meta["notes"]
