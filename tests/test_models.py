@@ -84,6 +84,31 @@ def test_fusion_patterns_come_from_the_graph():
     assert ["b2_short", "b2_short_bn"] in fused
 
 
+@pytest.mark.parametrize("engine", ["qnnpack", "x86"])
+def test_the_int8_ptl_quantizes_each_relu6_output_from_0_to_6_at_most(engine):
+    """torch.ao fuses only relu into the conv before it, and a ReLU6 shares its input's
+    quantization; edgecnn observes each conv's output after the clamp, so the int8 conv
+    writes [0, 6] at most (zero point 0) and the clamp itself is gone. A float layer's
+    closing quantize is ranged the same way."""
+    import torch
+    from torch.ao.nn.quantized import Quantize
+    from edgecnn.converters import ptl
+    from edgecnn.runtime.evaluate import nchw
+    spec = models.ModelSpec("mobilenet", (8, 8, 1), TEN, width=0.5)
+    relu6 = [n for n in spec.graph.nodes if n["op"] == "relu6"]
+    producers = {n["name"]: n["inputs"][0] for n in spec.graph.nodes}
+    calib = torch.from_numpy(nchw(np.random.default_rng(0).random((20, 8, 8, 1), np.float32)))
+    for floats in ({}, {"stem": spec.graph.folded_chain("stem")}):
+        body = ptl._quantized(models.build_torch(spec), calib, engine, floats).body
+        assert len(relu6) > 5
+        for node in relu6:
+            assert isinstance(getattr(body, node["name"]), torch.nn.Identity), node["name"]
+            conv = getattr(body, producers[producers[node["name"]]])  # relu6 <- batchnorm <- conv
+            out = conv[-1] if floats and conv is body.stem else conv
+            assert isinstance(out, Quantize) == (conv is body.stem and bool(floats)), out
+            assert int(out.zero_point) == 0 and 0 < float(out.scale) <= 6 / 255 * (1 + 1e-6), (node["name"], out)
+
+
 USER = """
 # a user's own small CNN: BN, a depthwise conv, a residual add and global average pooling
 [[layers]]
