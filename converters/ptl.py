@@ -245,8 +245,9 @@ def export(torch_model, precision: str, calib: np.ndarray, path: Path, options: 
         scales = granularity(options)
         model = _quantized(model, calib_nchw, engine, floats, ranges, scales, options.get(ROUNDER))
         notes.update(engine=engine, per_channel_weights=scales == "per-channel",
-                     quantization=f"static, fused conv+relu and linear+relu, relu6 ranged after its clamp, 7-bit {scales} weights "
-                                  f"({rounded_by(options)} rounding), 8-bit activations, {ranges} observers",
+                     quantization=f"static, fused conv+relu and linear+relu, relu6 ranged after its clamp, "
+                                  f"7-bit {scales} weights ({rounded_by(options)} rounding), 8-bit activations, "
+                                  f"{ranges} observers",
                      int8=dict(INT8, weights=f"int8 {scales}, 7-bit range [{WEIGHT_RANGE[0]}, {WEIGHT_RANGE[1]}]"))
         if floats:
             notes[FLOAT_LAYERS] = list(floats)
