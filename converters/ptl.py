@@ -68,14 +68,19 @@ INT8 = {"activations": "uint8, 8-bit range [0, 255]",
                "stays within 255 x 64 x 2 = 32,640"}
 
 
-def fusions(model) -> list[list[str]]:
-    """The chains of modules torch.ao can fuse, read from the twin's graph (its `order`):
-    each link is the only input of the next, and the only reader of its output."""
-    order = dict(model.order)
+def _readers(model) -> dict[str, list[str]]:
+    """Each module of the twin's graph (its `order`), and the image, with the modules that read its output."""
     readers: dict[str, list[str]] = {}
     for name, inputs in model.order:
         for s in inputs:
             readers.setdefault(s, []).append(name)
+    return readers
+
+
+def fusions(model) -> list[list[str]]:
+    """The chains of modules torch.ao can fuse, read from the twin's graph (its `order`):
+    each link is the only input of the next, and the only reader of its output."""
+    order, readers = dict(model.order), _readers(model)
 
     def kind(name):
         return type(getattr(model, name)).__name__
@@ -140,12 +145,10 @@ def _quantized(model, calib_nchw, engine: str, floats=(), ranges: str = CALIBRAT
     # quantizing it first (to 8 bits, as every activation here) would throw away what the
     # float layer is kept for; and a float layer that makes the output is not quantized
     # after it.
-    readers, todo = [], [INPUT]
+    graph_readers, readers, todo = _readers(model), [], [INPUT]
     while todo:
-        src = todo.pop()
-        for name, inputs in model.order:
-            if src in inputs:
-                (todo if isinstance(getattr(model, name), torch.nn.ZeroPad2d) else readers).append(name)
+        for name in graph_readers.get(todo.pop(), []):
+            (todo if isinstance(getattr(model, name), torch.nn.ZeroPad2d) else readers).append(name)
     float_image = bool(floats) and all(r in floats for r in readers)
     float_output = any(model.output in chain for chain in floats.values())
     for name, chain in floats.items():  # a fused chain is named by its first module: the layer itself
@@ -194,11 +197,7 @@ def _observe_after_clamp(model, body) -> None:
     Identity: the int8 layer's output is already clamped, to the same integers. A hook on
     the observer, written here: torch.ao's eager mode has no conv+relu6 fusion."""
     import torch
-    readers: dict[str, list[str]] = {}
-    for name, inputs in model.order:
-        for s in inputs:
-            readers.setdefault(s, []).append(name)
-    producers = dict(model.order)
+    readers, producers = _readers(model), dict(model.order)
     for name, inputs in model.order:
         if not isinstance(getattr(model, name), torch.nn.ReLU6):
             continue
