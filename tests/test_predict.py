@@ -142,3 +142,12 @@ def test_predict_imports_only_its_runtime(digits_artifacts, digit_pngs):
     r = subprocess.run([sys.executable, "-c", code, str(digits_artifacts / "model.int8.tflite"), str(paths[0])],
                        capture_output=True, text=True)
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_broken_file_made_elsewhere_is_one_line(digits_artifacts, digit_pngs, tmp_path, damage):
+    _, paths, _ = digit_pngs
+    good = (digits_artifacts / "model.fp32.onnx").read_bytes()
+    lone = tmp_path / "mine.onnx"  # no manifest beside it: opened in a child process first
+    lone.write_bytes(good[:3000] if damage == "truncated" else np.random.default_rng(0).bytes(50_000))
+    assert_bad_input(edgecnn("predict", lone, paths[0]), "mine.onnx", "cannot load it")

@@ -26,6 +26,8 @@ def load_model(artifact: Path, threads: int = 1, preprocessing: dict | None = No
     entry = inspect.manifest_entry(artifact)
     if entry:
         inspect.verify(artifact, entry)
+    else:  # made elsewhere: a malformed file can crash its runtime, so it is opened in a child first
+        inspect.describe(artifact)
     scaling = None
     if not entry or any(v is not None for v in (preprocessing or {}).values()):
         from .preprocess import declared
@@ -54,7 +56,10 @@ def predict(artifact, inputs, top_k: int = 1, target=None, resize: str | None = 
     if top_k < 1:
         raise BadInput(f"--top-k must be 1 or more, not {top_k}")
     model = load_model(artifact, threads, preprocessing, classes)
-    h, w, c = _input_hwc(model)
+    try:
+        h, w, c = _input_hwc(model)
+    except ArtifactError as e:
+        raise BadInput(str(e)) from None
     files = images.files_in(inputs)
     x = images.to_array([(f, images.open_image(f)) for f in files], channels=c, size=(h, w),
                         resize=images.parse_size(resize))
